@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench [--smoke] [name ...]` runs them and writes BENCHMARKS.md."""

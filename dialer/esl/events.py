@@ -1,0 +1,253 @@
+"""Typed, immutable FreeSWITCH events built from frames.
+
+Plain events are split into lines *first* and each value is URL-decoded only when it is read, so an
+encoded newline or ``: `` inside a value (a SIP display name, an SDP body) can never create or
+overwrite a header. greenswitch decodes the whole body before splitting it, which is exactly the bug
+this avoids. Most of the ~150 headers of a CHANNEL_* event are never read, hence the lazy decoding.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.parse import unquote
+from xml.etree import ElementTree
+
+from .errors import ProtocolError
+from .frames import EVENT_JSON, EVENT_PLAIN, EVENT_XML, Frame
+
+
+class Event(Mapping[str, str]):
+    """One event: a read-only mapping of header name to decoded value, plus the inner body.
+
+    A plain event keeps its header block as text and finds a header by searching for the line
+    ``\\nName: `` only when it is asked for: values are URL-encoded, so they never contain a newline
+    and the search cannot land inside one. The full table is built (and each line checked) only
+    when the event is used as a whole mapping.
+    """
+
+    __slots__ = ("_encoded", "_fields", "_head", "body")
+
+    _head: str
+    _fields: dict[str, Any] | None
+    _encoded: bool
+    body: str
+
+    def __init__(
+        self, fields: Mapping[str, Any] | None = None, body: str = "", *, head: str = "", encoded: bool = False
+    ) -> None:
+        object.__setattr__(self, "_head", head)
+        object.__setattr__(self, "_fields", None if fields is None else dict(fields))
+        object.__setattr__(self, "_encoded", encoded)
+        object.__setattr__(self, "body", body)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Event is immutable")
+
+    def _value(self, name: str) -> Any:
+        """The raw (possibly still encoded) value, or None."""
+        if self._fields is not None:
+            return self._fields.get(name)
+        head = self._head
+        start = head.find(f"\n{name}: ")
+        if start < 0:
+            return None
+        start += len(name) + 3
+        end = head.find("\n", start)
+        return head[start:] if end < 0 else head[start:end]
+
+    def _table(self) -> dict[str, Any]:
+        fields = self._fields
+        if fields is None:
+            fields = _split_lines(self._head[1:].split("\n"))
+            object.__setattr__(self, "_fields", fields)
+        return fields
+
+    def __getitem__(self, name: str) -> str:
+        value = self._value(name)
+        if value is None:
+            raise KeyError(name)
+        if self._encoded:
+            return unquote(value) if "%" in value else value
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list):  # JSON form of a FreeSWITCH ARRAY:: header
+            return "ARRAY::" + "|:".join(str(item) for item in value)
+        return str(value)
+
+    def get(self, name: str, default: Any = None) -> Any:  # skips the KeyError of Mapping.get
+        return default if self._value(name) is None else self[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._value(name) is not None
+
+    def __repr__(self) -> str:
+        return f"<Event {self.name} uuid={self.unique_id} job={self.job_uuid}>"
+
+    def _get(self, name: str) -> str | None:
+        return None if self._value(name) is None else self[name]
+
+    def _int(self, name: str) -> int | None:
+        value = self._get(name)
+        return int(value) if value is not None and value.isdigit() else None
+
+    # What the dialer reads. Everything else is reachable through the mapping interface.
+    @property
+    def name(self) -> str:
+        return self._get("Event-Name") or ""
+
+    @property
+    def subclass(self) -> str | None:
+        return self._get("Event-Subclass")
+
+    @property
+    def unique_id(self) -> str | None:
+        return self._get("Unique-ID")
+
+    @property
+    def job_uuid(self) -> str | None:
+        return self._get("Job-UUID")
+
+    @property
+    def core_uuid(self) -> str | None:
+        return self._get("Core-UUID")
+
+    @property
+    def sequence(self) -> int | None:
+        return self._int("Event-Sequence")
+
+    @property
+    def timestamp_us(self) -> int | None:
+        """``Event-Date-Timestamp``: microseconds since the epoch, on the switch's clock."""
+        return self._int("Event-Date-Timestamp")
+
+    @property
+    def answer_state(self) -> str | None:
+        return self._get("Answer-State")
+
+    @property
+    def call_state(self) -> str | None:
+        return self._get("Channel-Call-State")
+
+    @property
+    def channel_state(self) -> str | None:
+        return self._get("Channel-State")
+
+    @property
+    def call_direction(self) -> str | None:
+        return self._get("Call-Direction")
+
+    @property
+    def hangup_cause(self) -> str | None:
+        return self._get("Hangup-Cause")
+
+    @property
+    def sip_status(self) -> int | None:
+        """Final SIP status of the leg (``variable_sip_term_status``), e.g. 486."""
+        return self._int("variable_sip_term_status")
+
+    @property
+    def q850(self) -> int | None:
+        return self._int("variable_hangup_cause_q850")
+
+    @property
+    def hangup_disposition(self) -> str | None:
+        return self._get("variable_sip_hangup_disposition")
+
+    @property
+    def other_leg_uuid(self) -> str | None:
+        return self._get("Other-Leg-Unique-ID")
+
+    @property
+    def bridge_a_uuid(self) -> str | None:
+        return self._get("Bridge-A-Unique-ID")
+
+    @property
+    def bridge_b_uuid(self) -> str | None:
+        return self._get("Bridge-B-Unique-ID")
+
+    def variable(self, name: str) -> str | None:
+        """A channel variable, ``variable_<name>``."""
+        return self._get("variable_" + name)
+
+    def caller_time_us(self, which: str) -> int | None:
+        """``Caller-Channel-<which>-Time`` (e.g. ``Answered``, ``Progress``, ``Hangup``); 0 means never."""
+        return self._int(f"Caller-Channel-{which}-Time")
+
+
+def parse_event(frame: Frame) -> Event:
+    """Turn an event frame into an :class:`Event`; raises :class:`ProtocolError` when malformed."""
+    if frame.content_type == EVENT_PLAIN:
+        return _parse_plain(frame.body)
+    if frame.content_type == EVENT_JSON:
+        return _parse_json(frame.body)
+    if frame.content_type == EVENT_XML:
+        return _parse_xml(frame.body)
+    raise ProtocolError(f"not an event frame: {frame.content_type!r}")
+
+
+def _split_lines(lines: list[str]) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for line in lines:
+        name, sep, value = line.partition(": ")
+        if not sep or not name:
+            raise ProtocolError(f"event header line without 'Name: value': {line[:60]!r}")
+        fields.setdefault(name, value)  # the first wins, as in the lazy lookup
+    return fields
+
+
+def _parse_plain(raw: bytes) -> Event:
+    # FreeSWITCH writes the inner Content-Length last, right before the empty line and the body;
+    # finding that long marker is much cheaper than scanning 10 KB for the first "\n\n".
+    marker = raw.find(b"\nContent-Length: ")
+    if marker < 0:
+        head, body = raw[:-2] if raw.endswith(b"\n\n") else raw.rstrip(b"\n"), b""
+    else:
+        end = raw.find(b"\n\n", marker)
+        if end < 0:
+            raise ProtocolError("plain event has an inner Content-Length but no body", marker)
+        length = raw[marker + 17 : end]
+        if not length.isdigit():
+            raise ProtocolError(f"inner Content-Length is not a number: {length[:20]!r}", marker)
+        head, body = raw[:end], raw[end + 2 : end + 2 + int(length)]
+    try:
+        text = "\n" + head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(f"plain event is not UTF-8 ({exc.reason})", exc.start) from None
+    return Event(head=text, body=body.decode("utf-8", "replace"), encoded=True)
+
+
+def _parse_json(raw: bytes) -> Event:
+    try:
+        fields = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(f"JSON event does not parse: {exc}") from None
+    if not isinstance(fields, dict):
+        raise ProtocolError("JSON event is not an object")
+    body = fields.pop("_body", "")
+    return Event(fields, body if isinstance(body, str) else str(body))
+
+
+def _parse_xml(raw: bytes) -> Event:
+    if b"<!" in raw:  # no DOCTYPE or ENTITY: FreeSWITCH never sends one, and they are the XML attacks
+        raise ProtocolError("XML event with a DOCTYPE or ENTITY declaration")
+    try:
+        root = ElementTree.fromstring(raw)  # noqa: S314 - declarations refused just above
+    except ElementTree.ParseError as exc:
+        raise ProtocolError(f"XML event does not parse: {exc}") from None
+    headers = root.find("headers")
+    if root.tag != "event" or headers is None:
+        raise ProtocolError("XML event without <event><headers>")
+    fields = {child.tag: child.text or "" for child in headers}
+    body = root.findtext("body") or ""
+    length = root.findtext("Content-Length")
+    if length is not None and length.isdigit():  # the XML layout indents the body; the length does not
+        body = body.encode()[: int(length)].decode("utf-8", "replace")
+    return Event(fields, body, encoded=True)

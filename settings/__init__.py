@@ -1,0 +1,74 @@
+"""All configuration, from the environment (prefix ``DIALER_``) and an optional ``.env`` file.
+
+``get_settings()`` is the one cached accessor; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_ESL_PASSWORD = "ClueCon"
+
+
+class FreeSwitchNode(BaseModel):
+    """One FreeSWITCH to drive over its Event Socket."""
+
+    name: str = Field("fs1", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+    host: str = "127.0.0.1"
+    port: int = Field(8021, ge=1, le=65535)
+    password: SecretStr = SecretStr(DEFAULT_ESL_PASSWORD)
+
+    @model_validator(mode="after")
+    def _default_password_only_on_loopback(self) -> FreeSwitchNode:
+        if self.password.get_secret_value() == DEFAULT_ESL_PASSWORD and not _is_loopback(self.host):
+            raise ValueError(
+                f"node {self.name}: the default ESL password ClueCon is refused for non-loopback host {self.host}; "
+                "set a password in event_socket.conf.xml and in DIALER_FREESWITCH"
+            )
+        return self
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DIALER_", env_file=".env", env_nested_delimiter="__", extra="ignore")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    freeswitch: list[FreeSwitchNode] = Field(default_factory=lambda: [FreeSwitchNode()])
+
+    # ESL connection behaviour
+    esl_connect_timeout: float = Field(5.0, gt=0)
+    esl_command_timeout: float = Field(5.0, gt=0)
+    esl_reconnect_min: float = Field(0.2, gt=0)
+    esl_reconnect_max: float = Field(10.0, gt=0)
+
+    # Simulator (`dialer sim`)
+    sim_host: str = "127.0.0.1"
+    sim_port: int = Field(8021, ge=0, le=65535)
+    sim_password: SecretStr = SecretStr(DEFAULT_ESL_PASSWORD)
+
+    @field_validator("freeswitch")
+    @classmethod
+    def _unique_nodes(cls, nodes: list[FreeSwitchNode]) -> list[FreeSwitchNode]:
+        if not nodes:
+            raise ValueError("at least one FreeSWITCH node is needed")
+        names = [node.name for node in nodes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"node names must be unique, got {names}")
+        return nodes
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
