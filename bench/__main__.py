@@ -13,7 +13,8 @@ from bench.report import Section, write
 
 def available() -> list[str]:
     here = Path(__file__).parent
-    return sorted(m.name.removeprefix("bench_") for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_"))
+    modules = pkgutil.iter_modules([str(here)])
+    return sorted(m.name.removeprefix("bench_") for m in modules if m.name.startswith("bench_"))
 
 
 def main() -> int:

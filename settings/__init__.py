@@ -11,7 +11,7 @@ from functools import lru_cache
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_ESL_PASSWORD = "ClueCon"
+DEFAULT_ESL_PASSWORD = "ClueCon"  # noqa: S105 - FreeSWITCH's well-known default, refused off loopback
 
 
 class FreeSwitchNode(BaseModel):
