@@ -45,6 +45,9 @@ class Event(Mapping[str, str]):
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Event is immutable")
 
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("Event is immutable")
+
     def _value(self, name: str) -> Any:
         """The raw (possibly still encoded) value, or None."""
         if self._fields is not None:
@@ -96,7 +99,7 @@ class Event(Mapping[str, str]):
 
     def _int(self, name: str) -> int | None:
         value = self._get(name)
-        return int(value) if value is not None and value.isdigit() else None
+        return int(value) if value is not None and _is_count(value) else None
 
     # What the dialer reads. Everything else is reachable through the mapping interface.
     @property
@@ -182,6 +185,15 @@ class Event(Mapping[str, str]):
         return self._int(f"Caller-Channel-{which}-Time")
 
 
+def _is_count(text: str) -> bool:
+    """ASCII digits only, and few enough of them: ``str.isdigit`` alone accepts ``²`` and ``١``, and
+    ``int()`` of thousands of digits raises ValueError instead of giving a number."""
+    return 0 < len(text) <= _MAX_DIGITS and text.isascii() and text.isdigit()
+
+
+_MAX_DIGITS = 18
+
+
 def parse_event(frame: Frame) -> Event:
     """Turn an event frame into an :class:`Event`; raises :class:`ProtocolError` when malformed."""
     if frame.content_type == EVENT_PLAIN:
@@ -214,9 +226,11 @@ def _parse_plain(raw: bytes) -> Event:
         if end < 0:
             raise ProtocolError("plain event has an inner Content-Length but no body", marker)
         length = raw[marker + 17 : end]
-        if not length.isdigit():
+        if not length.isdigit() or len(length) > _MAX_DIGITS:  # bytes.isdigit is ASCII-only
             raise ProtocolError(f"inner Content-Length is not a number: {length[:20]!r}", marker)
         head, body = raw[:end], raw[end + 2 : end + 2 + int(length)]
+        if len(body) < int(length):
+            raise ProtocolError(f"inner body is {len(body)} bytes, shorter than its Content-Length {int(length)}", end)
     try:
         text = "\n" + head.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -231,6 +245,11 @@ def _parse_json(raw: bytes) -> Event:
         raise ProtocolError(f"JSON event does not parse: {exc}") from None
     if not isinstance(fields, dict):
         raise ProtocolError("JSON event is not an object")
+    for name, value in fields.items():
+        # FreeSWITCH sends strings, and lists for ARRAY:: headers; a null would be a key that is
+        # listed by iteration yet missing on lookup, so anything else is refused here.
+        if type(value) is not str and not isinstance(value, list):
+            raise ProtocolError(f"JSON event header {name[:60]!r} is a {type(value).__name__}, not a string")
     body = fields.pop("_body", "")
     return Event(fields, body if isinstance(body, str) else str(body))
 
@@ -248,6 +267,13 @@ def _parse_xml(raw: bytes) -> Event:
     fields = {child.tag: child.text or "" for child in headers}
     body = root.findtext("body") or ""
     length = root.findtext("Content-Length")
-    if length is not None and length.isdigit():  # the XML layout indents the body; the length does not
-        body = body.encode()[: int(length)].decode("utf-8", "replace")
+    if length is not None:
+        # Plain and JSON events list the inner Content-Length among the headers; so does this one.
+        fields["Content-Length"] = length
+        if not _is_count(length):
+            raise ProtocolError(f"XML event Content-Length is not a number: {length[:20]!r}")
+        raw_body = body.encode()
+        if len(raw_body) < int(length):
+            raise ProtocolError(f"XML event body is {len(raw_body)} bytes, shorter than its Content-Length {length}")
+        body = raw_body[: int(length)].decode("utf-8", "replace")  # the layout indents the body; the length does not
     return Event(fields, body, encoded=True)
