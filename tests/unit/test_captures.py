@@ -3,6 +3,7 @@ whatever the chunking of the bytes."""
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
@@ -32,7 +33,8 @@ def feed_chunks(chunks: list[bytes]) -> list[Frame]:
 
 def test_there_are_recordings_of_every_kind() -> None:
     assert {"answer_plain", "answer_json", "answer_xml", "busy_plain", "busy_json", "bgapi_jobs_plain"} <= set(STREAMS)
-    assert SMALL and LARGE
+    assert SMALL
+    assert LARGE
     assert len(reply_names()) >= 30
 
 
@@ -78,7 +80,7 @@ def test_background_job_bodies_are_the_originate_results(name: str) -> None:
         match = re.search(rf"origination_uuid=({UUID}).*sofia/gateway/(\w+)/", line)
         if match and line.startswith("bgapi "):
             originates[match.group(1)] = match.group(2)
-    jobs = [e for e in map(parse_event, filter(Frame.is_event.fget, parse_frames(received(name))))]  # type: ignore[arg-type]
+    jobs = list(map(parse_event, filter(Frame.is_event.fget, parse_frames(received(name)))))  # type: ignore[arg-type]
     jobs = [e for e in jobs if e.name == "BACKGROUND_JOB" and e.get("Job-Command") == "originate"]
     assert jobs
     busy = name.startswith("busy_")
@@ -111,7 +113,8 @@ def test_bgapi_job_bodies_of_every_command() -> None:
     assert by_command[("uuid_kill", "6bb1b1ce-bd9c-411a-8c19-b080efdfb022")] == "-ERR No such channel!\n"
     assert by_command[("show", "channels as json")] == '{"row_count": 0}\n'
     status = by_command[("status", None)]
-    assert status.startswith("UP 0 years") and status.endswith("Current Stack Size/Max 240K/240K\n")
+    assert status.startswith("UP 0 years")
+    assert status.endswith("Current Stack Size/Max 240K/240K\n")
 
 
 def test_json_and_xml_background_job_bodies_equal_the_plain_form() -> None:
@@ -191,7 +194,7 @@ def test_a_multibyte_character_split_between_reads_is_harmless() -> None:
 def chunkings(draw: st.DrawFn, data: bytes) -> list[bytes]:
     cuts = sorted(draw(st.lists(st.integers(0, len(data)), max_size=40)))
     bounds = [0, *cuts, len(data)]
-    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 @pytest.mark.parametrize("name", LARGE)
