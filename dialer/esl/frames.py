@@ -139,7 +139,8 @@ class FrameParser:
         raw = headers.get("Content-Length")
         if raw is None:
             return 0
-        if not raw.isascii() or not raw.isdigit():
+        # isascii: str.isdigit accepts "²" and "١"; the length bound: int() refuses thousands of digits.
+        if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
             raise ProtocolError(f"Content-Length is not a number: {raw[:20]!r}", offset)
         length = int(raw)
         if length > self.max_body_bytes:
