@@ -26,9 +26,14 @@ def auth(password: str) -> bytes:
     return f"auth {PASSWORD.check('password', password)}\n\n".encode()
 
 
-def _event_list(names: Iterable[str], subclasses: Iterable[str]) -> str:
-    words = [EVENT_NAME.check("event name", name) for name in names]
-    subs = [SUBCLASS.check("event subclass", sub) for sub in subclasses]
+def _names(field_name: str, names: Iterable[str] | str) -> list[str]:
+    # A lone string is one name: iterating it would subscribe to "A L L".
+    return [names] if isinstance(names, str) else list(names)
+
+
+def _event_list(names: Iterable[str] | str, subclasses: Iterable[str] | str) -> str:
+    words = [EVENT_NAME.check("event name", name) for name in _names("event name", names)]
+    subs = [SUBCLASS.check("event subclass", sub) for sub in _names("event subclass", subclasses)]
     if subs:
         words += ["CUSTOM", *subs]
     if not words:
@@ -36,14 +41,16 @@ def _event_list(names: Iterable[str], subclasses: Iterable[str]) -> str:
     return " ".join(words)
 
 
-def event(names: Iterable[str] = ("ALL",), fmt: EventFormat = "json", subclasses: Iterable[str] = ()) -> bytes:
+def event(
+    names: Iterable[str] | str = ("ALL",), fmt: EventFormat = "json", subclasses: Iterable[str] | str = ()
+) -> bytes:
     """``event json CHANNEL_ANSWER ... CUSTOM sofia::register``."""
     if fmt not in ("plain", "json", "xml"):
         raise UnsafeValueError("format", "must be plain, json or xml")
     return f"event {fmt} {_event_list(names, subclasses)}\n\n".encode()
 
 
-def nixevent(names: Iterable[str], subclasses: Iterable[str] = ()) -> bytes:
+def nixevent(names: Iterable[str] | str, subclasses: Iterable[str] | str = ()) -> bytes:
     return f"nixevent {_event_list(names, subclasses)}\n\n".encode()
 
 

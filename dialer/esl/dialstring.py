@@ -32,15 +32,17 @@ class Rule:
             raise UnsafeValueError(field_name, f"must be text, not {type(value).__name__}")
         if not value:
             raise UnsafeValueError(field_name, "must not be empty")
-        if len(value) > self.max_length:
-            raise UnsafeValueError(field_name, f"is {len(value)} characters long; at most {self.max_length} allowed")
-        if self.pattern.fullmatch(value):
+        if len(value) <= self.max_length and self.pattern.fullmatch(value):
             return value
-        for position, char in enumerate(value):
+        # Name the first offending character when there is one (a stray "," says more than a length),
+        # looking no further than the allowed length so a 10 MB value costs no more than a short one.
+        for position, char in enumerate(value[: self.max_length + 1]):
             if char not in self.charset:
                 raise UnsafeValueError(
                     field_name, f"character {char!r} (U+{ord(char):04X}) at position {position} is not allowed"
                 )
+        if len(value) > self.max_length:
+            raise UnsafeValueError(field_name, f"is {len(value)} characters long; at most {self.max_length} allowed")
         raise UnsafeValueError(field_name, f"{value!r} is not {self.shape}")
 
 
@@ -123,10 +125,20 @@ class Leg:
 
     def __str__(self) -> str:
         block = _variables(self.variables)
-        return f"[{block}]{self.endpoint}" if block else str(self.endpoint)
+        endpoint = _endpoint("leg endpoint", self.endpoint)
+        return f"[{block}]{endpoint}" if block else endpoint
+
+
+def _endpoint(field_name: str, endpoint: object) -> str:
+    """Only our endpoint types may be dialled: a plain string would reach the wire unchecked."""
+    if not isinstance(endpoint, Gateway | User | Loopback):
+        raise UnsafeValueError(field_name, f"must be a Gateway, User or Loopback, not {type(endpoint).__name__}")
+    return str(endpoint)
 
 
 def _variables(variables: Mapping[str, str]) -> str:
+    if not isinstance(variables, Mapping):
+        raise UnsafeValueError("variables", f"must be a mapping of name to value, not {type(variables).__name__}")
     return ",".join(
         f"{VAR_NAME.check('variable name', name)}={VAR_VALUE.check(f'variable {name}', value)}"
         for name, value in variables.items()
@@ -144,11 +156,17 @@ def originate(
     application_args: str = "",
 ) -> str:
     """``originate {vars}<leg>[|<leg>...] &app(args)``; several legs are tried in order (failover)."""
-    leg_list = [legs] if isinstance(legs, Gateway | User | Loopback | Leg) else list(legs)
+    given: object = legs  # checked at run time: callers are not all type-checked
+    if isinstance(given, Gateway | User | Loopback | Leg):
+        leg_list: list[object] = [given]
+    elif isinstance(given, str | bytes) or not isinstance(given, Sequence):  # a str is a Sequence of letters
+        raise UnsafeValueError("legs", f"must be an endpoint, a Leg or a list of them, not {type(given).__name__}")
+    else:
+        leg_list = list(given)
     if not leg_list:
         raise UnsafeValueError("legs", "at least one endpoint is needed")
-    block = _variables(variables or {})
-    dial = "|".join(str(leg) for leg in leg_list)
+    block = _variables(variables if variables is not None else {})
+    dial = "|".join(str(leg) if isinstance(leg, Leg) else _endpoint("legs", leg) for leg in leg_list)
     app = APPLICATION.check("application", application)
     args = VAR_VALUE.check("application arguments", application_args) if application_args else ""
     return f"originate {{{block}}}{dial} &{app}({args})" if block else f"originate {dial} &{app}({args})"

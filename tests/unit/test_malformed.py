@@ -275,6 +275,7 @@ def test_fuzz_parse_event_with_arbitrary_bytes(content_type: str, body: bytes) -
                 b"x",
                 b"\xc3",
                 b"[]",
+                b'<?xml version="1.0" encoding="x"?>',
             ]
         ),
         max_size=40,
