@@ -53,6 +53,17 @@ class Settings(BaseSettings):
     esl_reconnect_min: float = Field(0.2, gt=0)
     esl_reconnect_max: float = Field(10.0, gt=0)
 
+    # Calls
+    agent_domain: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$")
+    agent_wait_seconds: float = Field(2.0, gt=0, le=60, description="answered customer waits this long for an agent")
+    agent_ring_timeout: int = Field(15, ge=1, le=120)
+    wrap_up_seconds: float = Field(5.0, ge=0, le=3600)
+    hold_music: str | None = Field("local_stream://moh", pattern=r"^[A-Za-z0-9_.:/@+#*~-]{1,256}$")
+    abandon_message: str | None = Field(None, pattern=r"^[A-Za-z0-9_.:/@+#*~-]{1,256}$")
+    call_lease_seconds: float = Field(30.0, ge=3, description="a dead worker's calls are adopted after this")
+    reaper_interval_seconds: float = Field(5.0, gt=0)
+    worker_concurrency: int = Field(500, ge=1, le=10000)
+
     # Simulator (`dialer sim`)
     sim_host: str = "127.0.0.1"
     sim_port: int = Field(8021, ge=0, le=65535)

@@ -1,0 +1,475 @@
+"""One call attempt, from claim to final record: the greenlet that drives a customer leg and its agent.
+
+    claim the attempt in Redis (deterministic origination uuid)     -- never dial twice
+    bgapi originate {origination_uuid=...}sofia/gateway/<gw>/<number> &park()
+    follow the customer leg: trying, ringing (180), early media (183), answered (200)
+    on answer: hold music, reserve an agent, check it is registered, originate the agent leg,
+               uuid_bridge when the agent answers; next agent on no answer; abandon when no agent
+               is found within the window
+    on any hangup: hang up the other leg, release the agent into wrap-up, write the final record
+
+Every wait is bounded; every exit path (exceptions and worker shutdown included) runs ``_cleanup``.
+Events come from the call's own queue (``Switch.route``), so they arrive in order and a slow call
+holds up no other. A ``GAP`` in the queue (the ESL link was re-established) makes the call ask the
+switch whether its customer leg still exists before trusting its state again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid as uuidlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import gevent
+from gevent.queue import Empty
+
+from dialer.callmodel import EVENT_TRIGGERS, CallState, Hangup, Trigger, classify, next_state
+from dialer.esl import dialstring
+from dialer.esl.errors import CommandError, ESLError
+from dialer.esl.events import Event
+from dialer.store import AgentState, Store
+from dialer.switch import GAP, BackgroundJob, CallQueue, Switch
+
+log = logging.getLogger(__name__)
+
+#: Namespace of the deterministic channel uuids: one attempt always gets the same uuids.
+UUID_NAMESPACE = uuidlib.UUID("9d7f3c2a-5b1e-4f0d-8a6c-2e4b7d9f1a3c")
+
+#: The events a worker subscribes to: what calls need, and nothing else.
+EVENTS = (
+    "CHANNEL_CREATE",
+    "CHANNEL_PROGRESS",
+    "CHANNEL_PROGRESS_MEDIA",
+    "CHANNEL_ANSWER",
+    "CHANNEL_BRIDGE",
+    "CHANNEL_HANGUP_COMPLETE",
+    "BACKGROUND_JOB",
+    "HEARTBEAT",
+)
+SUBCLASSES = ("sofia::register", "sofia::unregister", "sofia::expire")
+
+_ANSWERED_STATES = (CallState.ANSWERED, CallState.CONNECTING_AGENT, CallState.BRIDGED)
+
+
+def leg_uuid(call_id: str, leg: str = "customer") -> str:
+    return str(uuidlib.uuid5(UUID_NAMESPACE, f"{call_id}/{leg}"))
+
+
+@dataclass(frozen=True)
+class CallSpec:
+    """A validated call request (``jobs.calls.CallPayload`` produces it)."""
+
+    campaign: str
+    contact_id: str
+    attempt: int
+    number: str
+    gateway: str
+    caller_id_number: str
+    agent_group: str = "default"
+    caller_id_name: str | None = None
+    ring_timeout: int = 30
+    variables: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def call_id(self) -> str:
+        return f"{self.campaign}:{self.contact_id}:{self.attempt}"
+
+
+@dataclass(frozen=True)
+class DialOptions:
+    worker_id: str = "worker"
+    agent_domain: str | None = None
+    agent_wait: float = 2.0  # an answered customer waits at most this long for a free agent (safe harbour)
+    agent_ring_timeout: int = 15
+    max_agent_tries: int = 3
+    wrap_up: float = 5.0
+    hold_music: str | None = "local_stream://moh"
+    abandon_message: str | None = None
+    command_timeout: float = 5.0
+    hangup_grace: float = 10.0  # after a deadline, how long the switch has to report the hangup
+    max_call_seconds: float = 4 * 3600
+
+
+@dataclass(frozen=True)
+class JobDone:
+    """Queue item: the bgapi originate of ``leg`` finished; ``error`` is its -ERR cause or None."""
+
+    leg: str
+    error: str | None
+
+
+def _now() -> str:
+    return f"{time.time():.6f}"
+
+
+class CallSession:
+    """Drives one attempt. ``run()`` (a new attempt) and ``adopt()`` (an orphaned one) return its record."""
+
+    def __init__(self, spec: CallSpec, switch: Switch, store: Store, options: DialOptions) -> None:
+        self.spec, self.switch, self.store, self.options = spec, switch, store, options
+        self.call_id = spec.call_id
+        self.uuid = leg_uuid(self.call_id)
+        self.state = CallState.QUEUED
+        self.queue: CallQueue = switch.route(self.uuid)
+        self.customer_up = False  # a customer leg may exist: cleanup must make sure it is gone
+        self.answered = self.bridged = self.machine = self.canceled = False
+        self.hangup: Hangup | None = None
+        self.reason = ""
+        # the agent currently reserved for this call, its leg, and the search for one
+        self.agent: str | None = None
+        self.agent_uuid: str | None = None
+        self.agent_answered = False
+        self.agent_tries = 0
+        self.agent_deadline: float | None = None
+
+    # ------------------------------------------------------------------ logging and records
+
+    def _log(self, message: str, **extra: Any) -> None:
+        fields = {"call_id": self.call_id, "attempt": self.spec.attempt, "uuid": self.uuid, "state": self.state.value}
+        fields.update(extra)
+        log.info(message, extra=fields)
+
+    def _move(self, trigger: Trigger, **fields: str) -> None:
+        """Apply a trigger; record the transition, or that it did not fit, in the call's log."""
+        target = next_state(self.state, trigger)
+        if target is None:
+            self.store.update(self.call_id, {}, {"event": trigger.value, "state": self.state.value, "fit": "no"})
+            return
+        self.state = target
+        self.store.update(
+            self.call_id,
+            {"state": target.value, f"{target.value}_at": _now(), **fields},
+            {"event": trigger.value, "state": target.value, "at": _now()},
+        )
+        self._log("call state", trigger=trigger.value)
+
+    # ------------------------------------------------------------------ entry points
+
+    def run(self) -> dict[str, str]:
+        claimed = self.store.claim(
+            self.call_id,
+            {
+                "call_id": self.call_id,
+                "campaign": self.spec.campaign,
+                "contact_id": self.spec.contact_id,
+                "attempt": str(self.spec.attempt),
+                "number": self.spec.number,
+                "agent_group": self.spec.agent_group,
+                "uuid": self.uuid,
+                "state": CallState.QUEUED.value,
+                "owner": self.options.worker_id,
+                "node": self.switch.name,
+                "created_at": _now(),
+            },
+        )
+        if claimed is not None:
+            # A re-run of this attempt (RQ retry, requeue, race): never dial again. Its owner, or the
+            # reaper once the owner's lease expires, finishes it; report what is known now.
+            self.switch.unroute(self.uuid)
+            self._log("attempt already claimed; not dialling", recorded_state=claimed.get("state"))
+            return claimed
+        try:
+            self._originate_customer()
+            self._follow()
+        finally:
+            self._cleanup()
+        return self.store.record(self.call_id)
+
+    def adopt(self, record: dict[str, str]) -> dict[str, str]:
+        """Finish an attempt whose worker died: ask the switch, never dial the customer again.
+
+        A customer still talking to an agent is left talking and followed to the end. Any other live
+        leg is hung up: by the time a lease expires the agent window is long over, so an answered
+        customer still waiting is abandoned rather than kept on hold.
+        """
+        self.state = CallState(record.get("state", CallState.QUEUED.value))
+        self.answered = self.state in _ANSWERED_STATES
+        self.bridged = self.state is CallState.BRIDGED
+        self.agent = record.get("agent") or None
+        self.agent_uuid = record.get("agent_uuid") or None
+        if self.agent_uuid:
+            self.switch.route(self.agent_uuid, self.queue)
+        self.agent_answered = self.bridged
+        try:
+            alive = self._api(dialstring.uuid_exists(self.uuid))
+            if alive == "true":
+                self.customer_up = True
+                if not self.bridged:
+                    self.reason = "hung up by the reaper: its worker died before the call was connected"
+                    self._kill(self.uuid, "NORMAL_CLEARING")
+                self._follow()
+            elif alive == "false" and self.state is not CallState.ENDED:
+                self.reason = "the channel ended while its worker was gone; hangup details were not seen"
+                self._end(Hangup("UNKNOWN"))
+        finally:
+            self._cleanup()
+        return self.store.record(self.call_id)
+
+    # ------------------------------------------------------------------ customer leg
+
+    def _originate_customer(self) -> None:
+        spec = self.spec
+        variables = {
+            "origination_uuid": self.uuid,
+            "originate_timeout": str(spec.ring_timeout),
+            "ignore_early_media": "true",
+            "origination_caller_id_number": spec.caller_id_number,
+            "dialer_worker": self.options.worker_id,
+            **spec.variables,
+        }
+        if spec.caller_id_name:
+            variables["origination_caller_id_name"] = spec.caller_id_name
+        command = dialstring.originate(dialstring.Gateway(spec.gateway, spec.number), variables=variables)
+        self.customer_up = True  # set before the write: if the reply is lost, the leg may still exist
+        job = self.switch.bgapi(command, timeout=self.options.command_timeout)
+        self._watch_job(job, self.uuid, spec.ring_timeout)
+        self._move(Trigger.ORIGINATE_SENT, originated_at=_now())
+
+    def _watch_job(self, job: BackgroundJob, leg: str, ring_timeout: float) -> None:
+        queue = self.queue
+        limit = ring_timeout + self.options.hangup_grace
+
+        def wait() -> None:
+            try:
+                job.get(timeout=limit)
+                queue.put(JobDone(leg, None))
+            except CommandError as exc:
+                queue.put(JobDone(leg, (exc.reply.split() or ["UNKNOWN"])[0]))
+            except ESLError as exc:  # lost link or no BACKGROUND_JOB: the events (or a GAP) will tell
+                self._log("background job unresolved", leg=leg, error=str(exc))
+
+        gevent.spawn(wait)
+
+    def _follow(self) -> None:
+        """Consume the call's queue until the customer leg has ended; every wait here is bounded."""
+        started = time.monotonic()
+        give_up = started + self.spec.ring_timeout + self.options.hangup_grace
+        while self.state is not CallState.ENDED:
+            now = time.monotonic()
+            if now > give_up:
+                self._give_up(now > started + self.options.max_call_seconds + self.options.hangup_grace)
+                give_up = now + self.options.hangup_grace
+            if self.answered and not self.bridged and self.agent is None and self.agent_deadline is not None:
+                if now > self.agent_deadline:
+                    self._abandon()
+                else:
+                    self._connect_agent()
+            waiting_for_agent = self.agent_deadline is not None and self.agent is None
+            try:
+                item = self.queue.get(timeout=0.05 if waiting_for_agent else 1.0)
+            except Empty:
+                continue
+            if item is GAP:
+                self._reconcile_gap()
+            elif isinstance(item, JobDone):
+                self._on_job(item)
+            elif isinstance(item, Event):
+                if item.unique_id == self.uuid:
+                    self._on_customer_event(item)
+                elif item.unique_id == self.agent_uuid:
+                    self._on_agent_event(item)
+            if self.answered or self.bridged:
+                give_up = max(give_up, started + self.options.max_call_seconds)
+
+    def _give_up(self, overdue: bool) -> None:
+        """A deadline passed without the switch reporting the end: hang up; if even that is not
+        reported in time, end the record ourselves."""
+        if overdue or not self.customer_up:
+            self.reason = "the switch never reported the end of the call"
+            self._end(Hangup("UNKNOWN"))
+            return
+        self._log("deadline passed; hanging up")
+        self.customer_up = False  # asked once; the next deadline ends the record
+        self._kill(self.uuid, "ALLOTTED_TIMEOUT" if self.answered else "NO_ANSWER")
+
+    def _on_customer_event(self, event: Event) -> None:
+        trigger = EVENT_TRIGGERS.get(event.name)
+        if trigger is None or trigger is Trigger.BRIDGE:
+            return  # the bridge is taken from the agent leg, where we know who answered
+        if trigger is Trigger.HANGUP:
+            answered_at = event.caller_time_us("Answered")
+            self.answered = self.answered or bool(answered_at)
+            self._end(Hangup.from_event(event))
+            return
+        if trigger is Trigger.ANSWER:
+            self.answered = True
+            self.machine = (event.variable("amd_result") or "").upper() == "MACHINE"
+            self._move(trigger, answered_at=_now())
+            if self.machine:
+                self._log("answering machine; hanging up")
+                self._kill(self.uuid, "NORMAL_CLEARING")
+                return
+            if self.options.hold_music:
+                self._api(dialstring.uuid_broadcast(self.uuid, self.options.hold_music, "aleg"))
+            self.agent_deadline = time.monotonic() + self.options.agent_wait
+            self._connect_agent()
+            return
+        self._move(trigger)
+
+    def _on_job(self, done: JobDone) -> None:
+        if done.error is None:
+            return
+        if done.leg == self.uuid:
+            # A leg that existed reports its own hangup (with SIP status and Q.850) before the job
+            # result; without a leg (bad gateway, throttled) the job's cause is all there is.
+            self.customer_up = False
+            self._end(Hangup(done.error))
+        elif done.leg == self.agent_uuid and not self.agent_answered:
+            self._agent_failed(done.error)
+
+    # ------------------------------------------------------------------ agent leg
+
+    def _connect_agent(self) -> None:
+        """Reserve the next free, registered agent and ring it. No free agent: try again on the next
+        loop turn, until ``agent_deadline``."""
+        while self.agent is None and self.agent_tries < self.options.max_agent_tries:
+            agent = self.store.reserve_agent(self.spec.agent_group, self.call_id)
+            if agent is None:
+                return
+            contact = self._api(dialstring.sofia_contact(agent, self.options.agent_domain))
+            if contact is None or contact.startswith("error/"):
+                self._log("agent not registered; skipped", agent=agent, contact=contact)
+                self.store.release_agent(agent, self.call_id, state=AgentState.OFFLINE)
+                continue
+            self.agent_tries += 1
+            self.agent, self.agent_answered = agent, False
+            self.agent_uuid = leg_uuid(self.call_id, f"agent-{self.agent_tries}")
+            self.switch.route(self.agent_uuid, self.queue)
+            variables = {
+                "origination_uuid": self.agent_uuid,
+                "originate_timeout": str(self.options.agent_ring_timeout),
+                "origination_caller_id_number": self.spec.number,
+                "dialer_worker": self.options.worker_id,
+            }
+            command = dialstring.originate(dialstring.User(agent, self.options.agent_domain), variables=variables)
+            try:
+                job = self.switch.bgapi(command, timeout=self.options.command_timeout)
+            except ESLError as exc:
+                self._agent_failed(f"originate failed: {exc}")
+                continue
+            self._watch_job(job, self.agent_uuid, self.options.agent_ring_timeout)
+            self._move(Trigger.AGENT_DIALLED, agent=agent, agent_uuid=self.agent_uuid)
+
+    def _on_agent_event(self, event: Event) -> None:
+        if event.name == "CHANNEL_ANSWER" and self.agent is not None and self.agent_uuid is not None:
+            self.agent_answered = True
+            self.store.agent_on_call(self.agent, self.call_id)
+            self.store.update(
+                self.call_id, {"agent_answered_at": _now()}, {"event": "agent_answer", "agent": self.agent}
+            )
+            self._api(dialstring.uuid_bridge(self.uuid, self.agent_uuid))
+        elif event.name == "CHANNEL_BRIDGE" and not self.bridged:
+            self.bridged = True
+            self.agent_deadline = None
+            self._move(Trigger.BRIDGE, bridged_at=_now())
+        elif event.name == "CHANNEL_HANGUP_COMPLETE":
+            if self.bridged:
+                self._log("agent hung up first; ending the call")
+                self._kill(self.uuid, "NORMAL_CLEARING")
+                self._release_agent(missed=False)
+            elif not self.agent_answered:
+                self._agent_failed(event.hangup_cause or "NO_ANSWER")
+            else:  # answered but the bridge never happened: the customer is still waiting
+                self._release_agent(missed=False)
+                self.agent_deadline = time.monotonic() + self.options.agent_wait
+
+    def _agent_failed(self, cause: str) -> None:
+        self._log("agent did not answer", agent=self.agent, cause=cause)
+        self._release_agent(missed=True)
+        self.agent_deadline = time.monotonic() + self.options.agent_wait  # look for the next one
+
+    def _release_agent(self, *, missed: bool) -> None:
+        if self.agent is None:
+            return
+        wrap_up = self.options.wrap_up if self.agent_answered else 0.0  # wrap-up only after a conversation
+        self.store.release_agent(self.agent, self.call_id, wrap_up=wrap_up, missed=missed)
+        self.agent = None
+
+    def _abandon(self) -> None:
+        self._log("no agent within the window; abandoning", tries=self.agent_tries)
+        self.agent_deadline = None
+        self.reason = "no agent answered within the window"
+        if self.options.abandon_message:
+            self._api(dialstring.uuid_broadcast(self.uuid, self.options.abandon_message, "aleg"))
+            self._api(dialstring.sched_hangup(self.uuid, 5, "NORMAL_CLEARING"))
+        else:
+            self._kill(self.uuid, "NORMAL_CLEARING")
+
+    # ------------------------------------------------------------------ recovery and ending
+
+    def _reconcile_gap(self) -> None:
+        """After a reconnect events may have been lost: if the customer leg is gone, end the call now."""
+        exists = self._api(dialstring.uuid_exists(self.uuid))
+        self.store.update(self.call_id, {}, {"event": "gap", "leg_exists": str(exists)})
+        if exists == "false":
+            self.customer_up = False
+            self.reason = "the channel ended while the ESL link was down; hangup details were not seen"
+            self._end(Hangup("UNKNOWN"))
+
+    def _end(self, hangup: Hangup) -> None:
+        if self.state is CallState.ENDED:
+            return
+        self.hangup = hangup
+        self.customer_up = False
+        self._move(Trigger.HANGUP, hangup_at=_now())
+
+    def _kill(self, unique_id: str, cause: str) -> None:
+        self._api(dialstring.uuid_kill(unique_id, cause))
+
+    def _api(self, command: str) -> str | None:
+        """An API command whose failure is logged, not raised: for paths that must go on regardless."""
+        try:
+            return self.switch.api(command, self.options.command_timeout)
+        except ESLError as exc:
+            self._log("switch command failed", command=command.split(" ", 1)[0], error=str(exc))
+            return None
+
+    def _cleanup(self) -> None:
+        """Every exit: hang up what we started, release what we hold, write the final record."""
+        try:
+            if self.customer_up:
+                self._kill(self.uuid, "NORMAL_CLEARING")
+            if self.agent is not None and self.agent_uuid is not None:
+                self._kill(self.agent_uuid, "NORMAL_CLEARING")
+            self._release_agent(missed=False)
+        finally:
+            self.switch.unroute(*(leg for leg in (self.uuid, self.agent_uuid) if leg))
+            self._write_final()
+
+    def _write_final(self) -> None:
+        hangup = self.hangup or Hangup("UNKNOWN")
+        outcome = classify(
+            hangup.cause,
+            hangup.sip_status,
+            answered=self.answered,
+            bridged=self.bridged,
+            machine=self.machine,
+            canceled=self.canceled,
+        )
+        final = {
+            "state": CallState.ENDED.value,
+            "outcome": outcome.value,
+            "hangup_cause": hangup.cause,
+            "q850": "" if hangup.q850 is None else str(hangup.q850),
+            "sip_status": "" if hangup.sip_status is None else str(hangup.sip_status),
+            "disposition": hangup.disposition or "",
+            "reason": self.reason,
+            "ended_at": _now(),
+        }
+        self.store.finish(self.call_id, final, {"event": "final", "outcome": outcome.value, "cause": hangup.cause})
+        self._log("call ended", outcome=outcome.value, cause=hangup.cause, sip_status=hangup.sip_status)
+
+
+def spec_from_record(record: dict[str, str]) -> CallSpec:
+    """Enough of a spec to adopt an orphaned attempt (it is never dialled again)."""
+    return CallSpec(
+        campaign=record.get("campaign", ""),
+        contact_id=record.get("contact_id", ""),
+        attempt=int(record.get("attempt", "0") or 0),
+        number=record.get("number", ""),
+        gateway="",
+        caller_id_number="",
+        agent_group=record.get("agent_group", "default"),
+    )

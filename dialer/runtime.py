@@ -1,0 +1,145 @@
+"""What one worker process shares among its call greenlets: the switch connections, the store, the
+in-flight calls, and the two background loops that keep crashes from losing calls.
+
+- The lease loop renews, every third of the lease, the in-flight lease of each call this process runs
+  (and the agent it holds). A process that dies stops renewing.
+- The reaper loop adopts calls whose lease expired (their worker died) and finishes them from what
+  the switch says (``CallSession.adopt``); it also frees agents whose reservation lease expired.
+  Any worker may adopt; the adoption is an atomic compare-and-set in Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import zlib
+from collections.abc import Sequence
+
+import gevent
+
+from dialer.dial import EVENTS, SUBCLASSES, CallSession, CallSpec, DialOptions, spec_from_record
+from dialer.esl.errors import ConnectionLost
+from dialer.store import Store
+from dialer.switch import Switch
+from settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    _current: Runtime | None = None
+
+    def __init__(self, settings: Settings, worker_id: str | None = None) -> None:
+        self.settings = settings
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.store = Store.from_url(settings.redis_url, lease_seconds=settings.call_lease_seconds)
+        self.options = DialOptions(
+            worker_id=self.worker_id,
+            agent_domain=settings.agent_domain,
+            agent_wait=settings.agent_wait_seconds,
+            agent_ring_timeout=settings.agent_ring_timeout,
+            wrap_up=settings.wrap_up_seconds,
+            hold_music=settings.hold_music,
+            abandon_message=settings.abandon_message,
+            command_timeout=settings.esl_command_timeout,
+        )
+        self.switches: list[Switch] = [
+            Switch(
+                node.host,
+                node.port,
+                node.password.get_secret_value(),
+                name=node.name,
+                events=EVENTS,
+                subclasses=SUBCLASSES,
+                connect_timeout=settings.esl_connect_timeout,
+                command_timeout=settings.esl_command_timeout,
+                backoff_min=settings.esl_reconnect_min,
+                backoff_max=settings.esl_reconnect_max,
+            )
+            for node in settings.freeswitch
+        ]
+        self.active: dict[str, CallSession] = {}
+        self._loops: list[gevent.Greenlet] = []
+
+    @classmethod
+    def current(cls) -> Runtime:
+        """The process's runtime, started on first use (inside the worker's gevent hub)."""
+        if cls._current is None:
+            runtime = cls(get_settings())
+            runtime.start()
+            cls._current = runtime
+        return cls._current
+
+    def start(self, wait: float | None = None) -> None:
+        for switch in self.switches:
+            switch.start()
+        if wait is not None:
+            for switch in self.switches:
+                switch.wait_connected(wait)
+        self._loops = [gevent.spawn(self._lease_loop), gevent.spawn(self._reaper_loop)]
+
+    def stop(self) -> None:
+        gevent.killall(self._loops, timeout=5)
+        for switch in self.switches:
+            switch.stop()
+        if Runtime._current is self:
+            Runtime._current = None
+
+    # ------------------------------------------------------------------ calls
+
+    def switch_for(self, call_id: str) -> Switch:
+        """A call goes to one node: a stable choice among the connected ones."""
+        candidates: Sequence[Switch] = [s for s in self.switches if s.connected] or self.switches
+        return candidates[zlib.crc32(call_id.encode()) % len(candidates)]
+
+    def place(self, spec: CallSpec) -> dict[str, str]:
+        session = CallSession(spec, self.switch_for(spec.call_id), self.store, self.options)
+        self.active[spec.call_id] = session
+        try:
+            return session.run()
+        finally:
+            self.active.pop(spec.call_id, None)
+
+    def adopt(self, call_id: str) -> dict[str, str] | None:
+        """Finish an orphaned call if we win its lease (another worker may be adopting it too)."""
+        if not self.store.adopt(call_id, self.worker_id):
+            return None
+        record = self.store.record(call_id)
+        switch = next((s for s in self.switches if s.name == record.get("node")), self.switch_for(call_id))
+        session = CallSession(spec_from_record(record), switch, self.store, self.options)
+        log.warning("adopting orphaned call", extra={"call_id": call_id, "from": record.get("owner")})
+        self.active[call_id] = session
+        try:
+            return session.adopt(record)
+        finally:
+            self.active.pop(call_id, None)
+
+    # ------------------------------------------------------------------ loops
+
+    def _lease_loop(self) -> None:
+        while True:
+            gevent.sleep(self.store.lease_seconds / 3)
+            try:
+                self.store.renew(self.worker_id, list(self.active))
+            except Exception:  # Redis down: keep trying; the lease has two more chances before it expires
+                log.exception("lease renewal failed", extra={"worker": self.worker_id})
+
+    def _reaper_loop(self) -> None:
+        while True:
+            gevent.sleep(self.settings.reaper_interval_seconds)
+            try:
+                for call_id in self.store.expired():
+                    if call_id not in self.active:
+                        gevent.spawn(self._adopt_safely, call_id)
+                self.store.free_orphaned_agents()
+            except Exception:
+                log.exception("reaper pass failed", extra={"worker": self.worker_id})
+
+    def _adopt_safely(self, call_id: str) -> None:
+        try:
+            self.adopt(call_id)
+        except ConnectionLost as exc:
+            log.warning("cannot adopt while the switch is unreachable", extra={"call_id": call_id, "error": str(exc)})
+        except Exception:
+            log.exception("adoption failed", extra={"call_id": call_id})
