@@ -11,6 +11,8 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("dialer.sim.__main__", "run the FreeSWITCH simulator (mod_event_socket on TCP)"),
     "demo": ("dialer.demo", "run the quick-start demo against the simulator"),
+    "agent": ("dialer.cli_agent", "manage agents: add, ready, pause, logout, list"),
+    "call": ("dialer.cli_call", "place one call through the queue, optionally following it live"),
 }
 
 

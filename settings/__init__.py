@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     esl_reconnect_max: float = Field(10.0, gt=0)
 
     # Calls
+    default_gateway: str = Field("pstn", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    default_caller_id: str = Field("+15550000000", pattern=r"^\+?[0-9]{3,15}$")
     agent_domain: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$")
     agent_wait_seconds: float = Field(2.0, gt=0, le=60, description="answered customer waits this long for an agent")
     agent_ring_timeout: int = Field(15, ge=1, le=120)
