@@ -1,0 +1,159 @@
+"""GeventWorker run in-process against the real Redis: concurrency, RQ bookkeeping, timeouts, failures."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import gevent
+import pytest
+import redis
+from rq import Retry
+from rq.job import Job, JobStatus
+from rq.queue import Queue
+from rq.registry import FailedJobRegistry, StartedJobRegistry, clean_registries
+from rq.serializers import JSONSerializer
+
+from dialer.worker import GeventWorker
+from tests.worker import jobs_for_tests
+
+JOBS = "tests.worker.jobs_for_tests"
+
+
+@pytest.fixture
+def queue(redis_client: redis.Redis) -> Queue:
+    return Queue("calls", connection=redis_client, serializer=JSONSerializer)
+
+
+@pytest.fixture(autouse=True)
+def no_sigalrm(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Job timeouts must not use SIGALRM: fail loudly if anything arms it."""
+
+    def refuse(*_: Any) -> None:
+        raise AssertionError("SIGALRM used")
+
+    monkeypatch.setattr(signal, "alarm", refuse)
+    yield
+
+
+def make_worker(queue: Queue, **kwargs: Any) -> GeventWorker:
+    kwargs.setdefault("concurrency", 10)
+    return GeventWorker([queue], connection=queue.connection, **kwargs)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        gevent.sleep(0.02)
+
+
+def statuses(queue: Queue, jobs: list[Job]) -> list[JobStatus]:
+    return [Job.fetch(job.id, connection=queue.connection, serializer=JSONSerializer).get_status() for job in jobs]
+
+
+def assert_no_running_bookkeeping(queue: Queue) -> None:
+    redis_client = queue.connection
+    assert StartedJobRegistry(queue=queue).get_job_count(cleanup=False) == 0
+    assert redis_client.keys("rq:execution:*") == []
+    assert redis_client.keys("rq:executions:*") == []
+    assert redis_client.keys("rq:worker:*:executions") == []
+
+
+def test_burst_runs_jobs_concurrently_and_leaves_rq_clean(queue: Queue) -> None:
+    jobs_for_tests.peak = 0
+    jobs = [queue.enqueue(f"{JOBS}.nap", 0.2, {"n": n}) for n in range(200)]
+    worker = make_worker(queue, concurrency=100)
+
+    started = time.monotonic()
+    assert worker.work(burst=True)
+    elapsed = time.monotonic() - started
+
+    serial = 200 * 0.2
+    assert elapsed < serial / 5, f"{elapsed:.1f}s is not concurrent (serial: {serial:.0f}s)"
+    assert jobs_for_tests.peak == 100  # never more than the concurrency, and all of it used
+    assert statuses(queue, jobs) == [JobStatus.FINISHED] * 200
+    for n, job in enumerate(jobs):
+        fetched = Job.fetch(job.id, connection=queue.connection, serializer=JSONSerializer)
+        assert fetched.return_value() == {"n": n}
+    assert FailedJobRegistry(queue=queue).get_job_count() == 0
+    assert_no_running_bookkeeping(queue)
+    assert worker.exit_code == 0
+
+    # RQ's maintenance, even with a clock far in the future, finds nothing left to abandon.
+    clean_registries(queue)
+    StartedJobRegistry(queue=queue).cleanup(timestamp=time.time() + 10**6)
+    assert statuses(queue, jobs) == [JobStatus.FINISHED] * 200
+    assert FailedJobRegistry(queue=queue).get_job_count() == 0
+
+
+def test_heartbeats_keep_long_jobs_alive_through_cleanup(queue: Queue) -> None:
+    # Registry entries outlive a heartbeat by 1 s only; the jobs run 3 s, so without the heartbeat
+    # greenlet the cleanup below would fail them as abandoned.
+    jobs = [queue.enqueue(f"{JOBS}.nap", 3.0, n, job_timeout=30) for n in range(5)]
+    worker = make_worker(queue, job_monitoring_interval=0.2, heartbeat_grace=1)
+    assert worker.get_heartbeat_ttl(jobs[0]) < 3
+    run = gevent.spawn(worker.work, burst=True)
+
+    started = StartedJobRegistry(queue=queue)
+    wait_until(lambda: started.get_job_count(cleanup=False) == 5)
+    first_heartbeat = queue.connection.hget(worker.key, "last_heartbeat")
+    while not run.ready():
+        started.cleanup()
+        clean_registries(queue)
+        assert FailedJobRegistry(queue=queue).get_job_count() == 0
+        gevent.sleep(0.25)
+
+    assert run.get(timeout=10)
+    assert statuses(queue, jobs) == [JobStatus.FINISHED] * 5
+    assert FailedJobRegistry(queue=queue).get_job_count() == 0
+    assert_no_running_bookkeeping(queue)
+    assert first_heartbeat is not None
+    # the worker's own heartbeat moved on while the jobs ran (worker key is deleted 60 s after death)
+    assert queue.connection.hget(worker.key, "last_heartbeat") != first_heartbeat
+
+
+def test_job_over_its_timeout_fails_alone_by_gevent_timeout(queue: Queue) -> None:
+    slow = queue.enqueue(f"{JOBS}.nap", 30.0, job_timeout=1)
+    others = [queue.enqueue(f"{JOBS}.nap", 0.3, n) for n in range(5)]
+
+    started = time.monotonic()
+    make_worker(queue).work(burst=True)
+
+    assert time.monotonic() - started < 10
+    slow = Job.fetch(slow.id, connection=queue.connection, serializer=JSONSerializer)
+    assert slow.get_status() == JobStatus.FAILED
+    assert "JobTimeoutException" in (slow.latest_result().exc_string or "")
+    assert slow.id in FailedJobRegistry(queue=queue)
+    assert statuses(queue, others) == [JobStatus.FINISHED] * 5
+    assert_no_running_bookkeeping(queue)
+
+
+def test_exception_fails_only_that_job_with_its_traceback(queue: Queue) -> None:
+    bad = queue.enqueue(f"{JOBS}.boom", "no route to gateway")
+    good = [queue.enqueue(f"{JOBS}.nap", 0.1, n) for n in range(5)]
+
+    make_worker(queue).work(burst=True)
+
+    bad = Job.fetch(bad.id, connection=queue.connection, serializer=JSONSerializer)
+    assert bad.get_status() == JobStatus.FAILED
+    assert "ValueError: no route to gateway" in (bad.latest_result().exc_string or "")
+    assert "in boom" in (bad.latest_result().exc_string or "")  # the traceback reaches into the job's own frame
+    assert FailedJobRegistry(queue=queue).get_job_ids() == [bad.id]
+    assert statuses(queue, good) == [JobStatus.FINISHED] * 5
+    assert_no_running_bookkeeping(queue)
+
+
+def test_failed_job_is_retried_as_its_retry_says(queue: Queue) -> None:
+    job = queue.enqueue(f"{JOBS}.count_attempt_then_boom", "test:attempts", retry=Retry(max=1))
+
+    make_worker(queue).work(burst=True)
+
+    assert queue.connection.get("test:attempts") == b"2"
+    job = Job.fetch(job.id, connection=queue.connection, serializer=JSONSerializer)
+    assert job.get_status() == JobStatus.FAILED
+    assert FailedJobRegistry(queue=queue).get_job_ids() == [job.id]
+    assert_no_running_bookkeeping(queue)
