@@ -1,0 +1,763 @@
+"""The simulated switch core: channels, originate, callee and agent behaviour, bridge, hangup.
+
+Nothing here touches a socket. Each step of a call is a gevent loop timer (a C-level callback, no
+greenlet and no sleeping loop per channel), so thousands of concurrent channels cost little more
+than their dictionaries. Events go to :class:`~dialer.sim.bus.Bus`, which only gets them built
+when some connection is listening.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+import uuid as uuidlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gevent
+
+from .bus import Bus, Clock, SimEvent
+from .channels import Leg
+from .dialplan import DialError, Originate, Target, parse_inline, parse_originate
+from .record import OriginateRecord, Record
+from .scenarios import Agent, Callee, CalleeBook, Scenario
+
+log = logging.getLogger(__name__)
+
+Reply = Callable[[str], None]
+UUID_IN_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+# What each failing callee answers: (hangup cause, SIP status, sip_hangup_disposition).
+FAILURES = {
+    "busy": ("USER_BUSY", 486, "recv_refuse"),
+    "reject": ("CALL_REJECTED", 603, "recv_refuse"),
+    "invalid": ("UNALLOCATED_NUMBER", 404, "recv_refuse"),
+    "network_failure": ("NORMAL_TEMPORARY_FAILURE", 503, "recv_refuse"),
+}
+SIP_PORTS = {"pstn": 5090, "pstn2": 5091}
+
+# Over sessions-per-second or max-sessions FreeSWITCH refuses to create the session
+# (switch_core_session_request_uuid: "Throttle Error!" / "Over Session Limit!"), and mod_sofia's
+# outgoing_channel then returns its default cause, DESTINATION_OUT_OF_ORDER: the originate fails
+# at once with that cause and no channel event is ever fired. We do the same.
+LIMIT_CAUSE = "DESTINATION_OUT_OF_ORDER"
+
+
+@dataclass(eq=False)
+class PendingOriginate:
+    """An originate in flight until the leg answers (or shows early media) or fails."""
+
+    request: Originate
+    command_arg: str
+    reply: Reply
+    job_uuid: str | None
+    targets: list[Target]
+    ignore_early_media: bool
+    timeout_s: float
+    bridge_from: Leg | None = None  # the A leg when this is the B leg of ``bridge``
+    done: bool = False
+    causes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AgentState:
+    config: Agent
+    registered: bool
+    call_id: str = field(default_factory=lambda: str(uuidlib.uuid4()))
+
+
+class Switch:
+    def __init__(self, scenario: Scenario | None = None, *, hostname: str = "sim", seed: int | None = None) -> None:
+        self.rng = random.Random(seed)
+        self.bus = Bus(self.rng)
+        self.clock = Clock()
+        self.record = Record()
+        self.hostname = hostname
+        self.channels: dict[str, Leg] = {}
+        self.load(scenario or Scenario())
+        self.core_uuid = str(uuidlib.uuid4())
+        self.started = time.time()
+        self.sessions_since_startup = 0
+        self.peak_sessions = 0
+        self._sps_second = 0
+        self._sps_count = 0
+        self._loop: Any = gevent.get_hub().loop
+        self.refused = 0
+
+    # ------------------------------------------------------------------ configuration
+
+    def load(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.callees = CalleeBook(scenario)
+        self.gateways = set(scenario.gateways)
+        old = getattr(self, "agents", {})
+        self.agents: dict[str, AgentState] = {}
+        for agent in scenario.agents:
+            self.agents[agent.id] = AgentState(agent, agent.registered)
+        for agent_id, state in old.items():  # keep agents registered at run time
+            self.agents.setdefault(agent_id, state)
+
+    # ------------------------------------------------------------------ events
+
+    def fire(
+        self,
+        name: str,
+        leg: Leg | None = None,
+        *,
+        before: tuple[tuple[str, str], ...] = (),
+        after: tuple[tuple[str, str], ...] = (),
+        variables: bool = False,
+        subclass: str | None = None,
+        body: str | None = None,
+        calling: tuple[str, str, str] = ("switch_channel.c", "switch_channel_perform_event", "0"),
+    ) -> None:
+        seq = self.bus.next_sequence()
+        if not self.bus.interested(name, subclass):
+            return
+        stamp_us, local, gmt = self.clock.stamp()
+        headers: list[tuple[str, str]] = [("Event-Name", name)]
+        if subclass:
+            headers.append(("Event-Subclass", subclass))
+        headers += (
+            ("Core-UUID", self.core_uuid),
+            ("FreeSWITCH-Hostname", self.hostname),
+            ("FreeSWITCH-Switchname", self.hostname),
+            ("FreeSWITCH-IPv4", "127.0.0.1"),
+            ("FreeSWITCH-IPv6", "::1"),
+            ("Event-Date-Local", local),
+            ("Event-Date-GMT", gmt),
+            ("Event-Date-Timestamp", str(stamp_us)),
+            ("Event-Calling-File", calling[0]),
+            ("Event-Calling-Function", calling[1]),
+            ("Event-Calling-Line-Number", calling[2]),
+            ("Event-Sequence", str(seq)),
+        )
+        headers += before
+        if leg is not None:
+            leg.channel_headers(headers)
+        headers += after
+        if variables and leg is not None:
+            leg.variable_headers(headers)
+        self.bus.publish(SimEvent(name, headers, body, subclass))
+
+    def _state(self, leg: Leg, state: str) -> None:
+        leg.state = state
+        self.fire(
+            "CHANNEL_STATE", leg, calling=("switch_channel.c", "switch_channel_perform_set_running_state", "2408")
+        )
+
+    def _callstate(self, leg: Leg, call_state: str) -> None:
+        from .channels import CALLSTATE_NUMBER
+
+        before = (
+            ("Original-Channel-Call-State", leg.call_state),
+            ("Channel-Call-State-Number", CALLSTATE_NUMBER[call_state]),
+        )
+        leg.call_state = call_state
+        self.fire("CHANNEL_CALLSTATE", leg, before=before,
+                  calling=("switch_channel.c", "switch_channel_perform_set_callstate", "301"))  # fmt: skip
+
+    def fire_api(self, command: str, argument: str) -> None:
+        after = (("API-Command", command),) + ((("API-Command-Argument", argument),) if argument else ())
+        self.fire("API", after=after, calling=("switch_loadable_module.c", "switch_api_execute", "2954"))
+
+    def background_job(self, job_uuid: str, command: str, argument: str, body: str) -> None:
+        after: tuple[tuple[str, str], ...] = (("Job-UUID", job_uuid), ("Job-Command", command))
+        if argument:
+            after += (("Job-Command-Arg", argument),)
+        self.fire("BACKGROUND_JOB", after=after, body=body, calling=("mod_event_socket.c", "api_exec", "1572"))
+
+    # ------------------------------------------------------------------ timers
+
+    def after(self, leg: Leg | None, seconds: float, step: Callable[..., None], *args: Any) -> Any:
+        """Run ``step(*args)`` in ``seconds`` on a loop timer; a leg's timers die with the leg."""
+        timer = self._loop.timer(max(0.0, seconds))
+        if leg is not None:
+            leg.timers.append(timer)
+        timer.start(self._run_step, timer, leg, step, args)
+        return timer
+
+    def _run_step(self, timer: Any, leg: Leg | None, step: Callable[..., None], args: tuple[Any, ...]) -> None:
+        timer.close()
+        if leg is not None:
+            if timer in leg.timers:
+                leg.timers.remove(timer)
+            if leg.gone:
+                return
+        try:
+            step(*args)
+        except Exception:  # one broken call must not take the simulator down
+            log.exception("simulated call step %s failed", getattr(step, "__name__", step))
+
+    # ------------------------------------------------------------------ limits
+
+    def _admit(self) -> str | None:
+        """None when a new session may be created, else the cause the originate fails with."""
+        second = int(time.monotonic())
+        if second != self._sps_second:
+            self._sps_second, self._sps_count = second, 0
+        limits = self.scenario.limits
+        if self._sps_count >= limits.sessions_per_second or len(self.channels) + 1 > limits.max_sessions:
+            self.refused += 1
+            return LIMIT_CAUSE
+        self._sps_count += 1
+        return None
+
+    # ------------------------------------------------------------------ originate
+
+    def originate(self, argument: str, reply: Reply, job_uuid: str | None = None) -> None:
+        """``originate <argument>``; ``reply`` gets ``+OK <uuid>\\n`` or ``-ERR <CAUSE>\\n`` when known."""
+        try:
+            request = parse_originate(argument)
+        except DialError as exc:
+            reply(f"-ERR {exc.cause}\n")
+            return
+        for text in (argument,):
+            self._note_bridge_request(text)
+        timeout = _float(request.variables.get("originate_timeout"), 60.0)
+        pending = PendingOriginate(
+            request, argument, reply, job_uuid, list(request.targets),
+            ignore_early_media=request.variables.get("ignore_early_media", "false") == "true",
+            timeout_s=timeout,
+        )  # fmt: skip
+        self._try_next(pending)
+
+    def _try_next(self, pending: PendingOriginate) -> None:
+        if not pending.targets:
+            self._finish(pending, None, pending.causes[-1] if pending.causes else "DESTINATION_OUT_OF_ORDER")
+            return
+        target = pending.targets.pop(0)
+        cause = self._start_leg(pending, target)
+        if cause is not None:
+            pending.causes.append(cause)
+            self._try_next(pending)
+
+    def _start_leg(self, pending: PendingOriginate, target: Target) -> str | None:
+        """Create and start dialling one leg; returns a cause when it fails before any channel exists."""
+        variables = {**pending.request.variables, **target.variables}
+        if target.kind == "gateway" and target.name not in self.gateways:
+            return "INVALID_GATEWAY"
+        agent: AgentState | None = None
+        if target.kind == "user":
+            agent = self.agents.get(target.name)
+            if agent is None or not agent.registered:
+                self._record(pending, target, variables, variables.get("origination_uuid") or str(uuidlib.uuid4()))
+                self.record.originates[-1].result = "-ERR USER_NOT_REGISTERED"
+                return "USER_NOT_REGISTERED"
+        uuid = variables.get("origination_uuid") or str(uuidlib.uuid4())
+        if uuid in self.channels:  # "Duplicate UUID!": the session cannot be created
+            return LIMIT_CAUSE
+        refused = self._admit()
+        if refused is not None:
+            return refused
+        now_us = self.clock.stamp()[0]
+        if agent is not None:
+            domain = target.domain or self.scenario.domain
+            name = f"sofia/dialer/{target.name}@127.0.0.1:5070"
+            leg = Leg(uuid, target.name, name, now_us, presence_id=f"{target.name}@{domain}", user=target.name)
+            leg.agent = agent.config
+            leg.dialplan = "XML"
+        else:
+            leg = Leg(uuid, target.number, f"sofia/dialer/{target.number}", now_us, gateway=target.name)
+            leg.callee = self.callees.callee_for(target.number)
+        leg.cid_number = variables.get("origination_caller_id_number", leg.cid_number)
+        leg.cid_name = variables.get("origination_caller_id_name", leg.cid_name)
+        leg.variables = dict(variables)
+        leg.job = pending
+        a_leg = pending.bridge_from
+        if a_leg is not None:
+            leg.call_uuid = a_leg.uuid
+            leg.other, leg.other_type = a_leg, "originator"
+        self.channels[uuid] = leg
+        self.sessions_since_startup += 1
+        self.peak_sessions = max(self.peak_sessions, len(self.channels))
+        self._record(pending, target, variables, uuid)
+        port = SIP_PORTS.get(target.name, 5070 if agent else 5090)
+        leg.set_create_variables(port)
+        self.fire("CHANNEL_OUTGOING", leg,
+                  calling=("switch_core_session.c", "switch_core_session_outgoing_channel", "768"))  # fmt: skip
+        self._state(leg, "CS_INIT")
+        run = ("switch_core_state_machine.c", "switch_core_session_run", "626")
+        self.fire("CHANNEL_CREATE", leg, variables=True, calling=run)
+        self.fire("CHANNEL_ORIGINATE", leg, variables=True, calling=run)
+        self._state(leg, "CS_ROUTING")
+        self._state(leg, "CS_CONSUME_MEDIA")
+        self.after(leg, pending.timeout_s, self._originate_timeout, leg)
+        if agent is not None:
+            self._dial_agent(leg, agent.config)
+        else:
+            self._dial_callee(leg, leg.callee or Callee())
+        return None
+
+    def _record(self, pending: PendingOriginate, target: Target, variables: dict[str, str], uuid: str) -> None:
+        endpoint = f"gateway/{target.name}" if target.kind == "gateway" else f"user/{target.name}"
+        self.record.add(OriginateRecord(time.time(), uuid, target.number, endpoint, dict(variables), pending.job_uuid))
+
+    def _dial_callee(self, leg: Leg, callee: Callee) -> None:
+        outcome = callee.outcome
+        if outcome in ("invalid", "network_failure"):  # refused before any ringing
+            cause, status, disposition = FAILURES[outcome]
+            delay = callee.delay(callee.ring_ms + callee.answer_ms, self.rng)
+            self.after(leg, delay, self._fail, leg, cause, status, disposition)
+            return
+        self.after(leg, callee.delay(callee.ring_ms, self.rng), self._ring, leg, callee)
+
+    def _dial_agent(self, leg: Leg, agent: Agent) -> None:
+        # A sip.js phone answers 180 and 183 at once, like the SIPp phone of the recordings.
+        self.after(leg, 0.0, self._ring_agent, leg, agent)
+
+    def _ring_agent(self, leg: Leg, agent: Agent) -> None:
+        self.fire("PRESENCE_IN", leg, calling=("switch_channel.c", "switch_channel_perform_presence", "805"))
+        self._progress(leg)
+        self._early_media(leg)
+        if agent.answer_ms is not None:
+            self.after(leg, agent.answer_ms / 1000.0, self._answer, leg)
+
+    def _ring(self, leg: Leg, callee: Callee) -> None:
+        self._progress(leg)
+        if callee.outcome in ("busy", "reject"):
+            cause, status, disposition = FAILURES[callee.outcome]
+            self.after(leg, callee.delay(callee.answer_ms, self.rng), self._fail, leg, cause, status, disposition)
+        elif callee.outcome == "no_answer":
+            return  # rings until the originate timeout
+        elif callee.early_media:
+            self.after(leg, callee.delay(callee.early_media_ms, self.rng), self._early_then_answer, leg, callee)
+        else:
+            self.after(leg, callee.delay(callee.answer_ms, self.rng), self._answer, leg)
+
+    def _early_then_answer(self, leg: Leg, callee: Callee) -> None:
+        self._early_media(leg)
+        self.after(leg, callee.delay(callee.answer_ms, self.rng), self._answer, leg)
+
+    def _progress(self, leg: Leg) -> None:
+        leg.progress_us = self.clock.stamp()[0]
+        leg.network = True
+        leg.variables.setdefault("sip_to_tag", uuidlib.uuid4().hex[:12])
+        self.fire("CHANNEL_PROGRESS", leg, variables=True,
+                  calling=("switch_channel.c", "switch_channel_perform_mark_ring_ready_value", "1230"))  # fmt: skip
+        self._callstate(leg, "RINGING")
+
+    def _early_media(self, leg: Leg) -> None:
+        leg.progress_media_us = self.clock.stamp()[0]
+        leg.answer_state = "early"
+        leg.set_media_variables(SIP_PORTS.get(leg.gateway or "", 5070))
+        self.fire("CHANNEL_PROGRESS_MEDIA", leg, variables=True,
+                  calling=("switch_channel.c", "switch_channel_perform_mark_pre_answered", "3652"))  # fmt: skip
+        self._callstate(leg, "EARLY")
+        self._codec(leg)
+        pending = leg.job
+        if isinstance(pending, PendingOriginate) and not pending.ignore_early_media and pending.bridge_from is None:
+            # Without ignore_early_media the originate returns at early media (answer_earlymedia_plain).
+            self._originate_succeeded(leg, pending, call_update_direction="RECV")
+
+    def _codec(self, leg: Leg) -> None:
+        leg.media = True
+        read = (("channel-read-codec-name", "PCMU"), ("channel-read-codec-rate", "8000"),
+                ("channel-read-codec-bit-rate", "64000"))  # fmt: skip
+        self.fire("CODEC", leg, after=read,
+                  calling=("switch_core_codec.c", "switch_core_session_set_real_read_codec", "168"))  # fmt: skip
+        self.fire("CODEC", leg, after=(("Channel-Write-codec-bit-rate", "64000"),),
+                  calling=("switch_core_codec.c", "switch_core_session_set_write_codec", "450"))  # fmt: skip
+
+    def _answer(self, leg: Leg) -> None:
+        if not leg.media:
+            self._codec(leg)
+            leg.set_media_variables(SIP_PORTS.get(leg.gateway or "", 5070))
+        now = time.time()
+        leg.answered_us = self.clock.stamp()[0]
+        leg.answer_state = "answered"
+        leg.sip_status = 200
+        leg.variables["endpoint_disposition"] = "ANSWER"
+        callee = leg.callee
+        if callee is not None and callee.outcome == "machine":
+            # The marker the dialer reads, as an AMD module would set it before the dialer sees the answer.
+            leg.variables["amd_result"] = "MACHINE"
+            leg.variables["amd_cause"] = "LONGGREETING"
+        entry = self.record.get(leg.uuid)
+        if entry is not None:
+            entry.answered_at = now
+        self.fire("CHANNEL_ANSWER", leg, variables=True,
+                  calling=("switch_channel.c", "switch_channel_perform_mark_answered", "3846"))  # fmt: skip
+        if leg.presence_id:
+            self.fire("PRESENCE_IN", leg, calling=("switch_channel.c", "switch_channel_perform_presence", "805"))
+        self._callstate(leg, "ACTIVE")
+        pending = leg.job
+        if isinstance(pending, PendingOriginate) and not pending.done:
+            if pending.bridge_from is not None:
+                self._bridge_answered(pending.bridge_from, leg, pending)
+            else:
+                self._originate_succeeded(leg, pending, call_update_direction="RECV")
+        if callee is not None and callee.hangup_after_ms is not None:
+            self.after(leg, callee.delay(callee.hangup_after_ms, self.rng), self.remote_hangup, leg)
+        if leg.agent is not None and leg.agent.talk_ms is not None:
+            self.after(leg, leg.agent.talk_ms / 1000.0, self.remote_hangup, leg)
+
+    def _originate_succeeded(self, leg: Leg, pending: PendingOriginate, call_update_direction: str) -> None:
+        leg.flipped = True
+        leg.hit_dialplan = True
+        leg.variables.update({"pre_transfer_caller_id_number": leg.cid_number, "channel_cid_flipped": "yes"})
+        self.fire("CALL_UPDATE", leg, before=(("Direction", call_update_direction),), variables=True,
+                  calling=("switch_channel.c", "switch_channel_flip_cid", "3277"))  # fmt: skip
+        self._finish(pending, leg, None)
+        request = pending.request
+        self._execute(leg, request.application, request.application_args)
+
+    def _finish(self, pending: PendingOriginate, leg: Leg | None, cause: str | None) -> None:
+        """Answer the originate command once: ``+OK <uuid>`` or ``-ERR <cause>``."""
+        if pending.done:
+            return
+        pending.done = True
+        if leg is not None:
+            leg.job = None
+        body = f"+OK {leg.uuid}\n" if leg is not None and cause is None else f"-ERR {cause}\n"
+        entry = self.record.get(leg.uuid) if leg is not None else None
+        if entry is None and self.record.originates and self.record.originates[-1].job_uuid == pending.job_uuid:
+            entry = self.record.originates[-1]
+        if entry is not None and not entry.result:
+            entry.result = body.strip()
+        if pending.bridge_from is None:
+            self.fire_api("originate", pending.command_arg)
+        pending.reply(body)
+
+    # ------------------------------------------------------------------ applications
+
+    def _execute(self, leg: Leg, application: str, args: str) -> None:
+        """Run the originate's application (or one step of an inline dialplan) on an answered leg."""
+        if leg.state != "CS_EXECUTE":
+            self._state(leg, "CS_EXECUTE")
+        leg.application, leg.application_data = application, args
+        leg.application_uuid = str(uuidlib.uuid4())
+        leg.variables["current_application"] = application
+        if args:
+            leg.variables["current_application_data"] = args
+        after: tuple[tuple[str, str], ...] = (("Application", application),)
+        if args:
+            after += (("Application-Data", args),)
+        after += (("Application-UUID", leg.application_uuid),)
+        self.fire("CHANNEL_EXECUTE", leg, after=after, variables=True,
+                  calling=("switch_core_session.c", "switch_core_session_exec", "2941"))  # fmt: skip
+        if application == "park":
+            leg.parked = True
+            self.fire("CHANNEL_PARK", leg, variables=True, calling=("switch_ivr.c", "switch_ivr_park", "996"))
+        elif application == "bridge":
+            self._bridge_app(leg, args)
+        elif application == "hangup":
+            self.hangup(leg, args or "NORMAL_CLEARING")
+        elif application in ("playback", "sleep", "answer"):
+            seconds = 1.0 if application == "playback" else _float(args, 1000.0) / 1000.0
+            self.after(leg, seconds if application != "answer" else 0.0, self._app_done, leg, "FILE PLAYED")
+        else:
+            self.after(leg, 0.0, self._app_done, leg, "")
+
+    def _app_done(self, leg: Leg, response: str) -> None:
+        self._execute_complete(leg, response)
+        self.hangup(leg, "NORMAL_CLEARING")  # the end of a one-application dialplan
+
+    def _execute_complete(self, leg: Leg, response: str = "_none_") -> None:
+        if not leg.application:
+            return
+        after: tuple[tuple[str, str], ...] = (("Application", leg.application),)
+        if leg.application_data:
+            after += (("Application-Data", leg.application_data),)
+        after += (("Application-Response", response), ("Application-UUID", leg.application_uuid))
+        self.fire("CHANNEL_EXECUTE_COMPLETE", leg, after=after, variables=True,
+                  calling=("switch_core_session.c", "switch_core_session_exec", "2977"))  # fmt: skip
+        leg.variables["last_app"] = leg.application
+        leg.application = leg.application_data = ""
+
+    def _unpark(self, leg: Leg) -> None:
+        if leg.parked:
+            leg.parked = False
+            self.fire("CHANNEL_UNPARK", leg, variables=True, calling=("switch_ivr.c", "switch_ivr_park", "1180"))
+        self._execute_complete(leg)
+
+    def _bridge_app(self, a_leg: Leg, dial: str) -> None:
+        """``bridge <dial string>`` on an answered A leg: dial B, bridge when it answers."""
+        from .dialplan import parse_targets
+
+        self._callstate(a_leg, "RING_WAIT")
+        try:
+            variables, targets = parse_targets(dial)
+        except DialError as exc:
+            self._bridge_failed(a_leg, exc.cause)
+            return
+        request = Originate(variables, targets, "park", "")
+        timeout = _float(variables.get("call_timeout") or variables.get("originate_timeout"), 60.0)
+        pending = PendingOriginate(request, dial, lambda body: None, None, list(targets), True, timeout, a_leg)
+        pending.reply = lambda body: self._bridge_result(a_leg, body)
+        self._try_next(pending)
+
+    def _bridge_result(self, a_leg: Leg, body: str) -> None:
+        if body.startswith("-ERR") and not a_leg.gone:
+            self._bridge_failed(a_leg, body[4:].strip())
+
+    def _bridge_failed(self, a_leg: Leg, cause: str) -> None:
+        a_leg.variables.update({"originate_disposition": cause, "DIALSTATUS": cause})
+        self._execute_complete(a_leg, cause)
+        if a_leg.variables.get("continue_on_fail") == "true" or a_leg.variables.get("park_after_bridge") == "true":
+            self._execute(a_leg, "park", "")
+        else:
+            # No continue_on_fail: the bridge application hangs the caller up with the B leg's cause.
+            self.hangup(a_leg, cause)
+
+    def _bridge_answered(self, a_leg: Leg, b_leg: Leg, pending: PendingOriginate) -> None:
+        self._finish(pending, b_leg, None)
+        if a_leg.gone:
+            self.hangup(b_leg, "ORIGINATOR_CANCEL")
+            return
+        self._callstate(a_leg, "ACTIVE")
+        self._link(a_leg, b_leg)
+        b_leg.variables.update({"bridge_uuid": a_leg.uuid, "signal_bond": a_leg.uuid})
+        a_leg.variables.update({"bridge_uuid": b_leg.uuid, "signal_bond": b_leg.uuid})
+        a_leg.variables.update({"originate_disposition": "SUCCESS", "DIALSTATUS": "SUCCESS"})
+        self._bridge_events(a_leg, b_leg)
+        self._state(b_leg, "CS_EXCHANGE_MEDIA")
+        self._call_updates(a_leg, b_leg)
+
+    def _link(self, a_leg: Leg, b_leg: Leg) -> None:
+        now_us = self.clock.stamp()[0]
+        a_leg.other, a_leg.other_type, a_leg.bridged = b_leg, "originatee", b_leg
+        b_leg.other, b_leg.other_type, b_leg.bridged = a_leg, "originator", a_leg
+        a_leg.bridged_us = b_leg.bridged_us = now_us
+        b_leg.call_uuid = a_leg.uuid
+
+    def _bridge_events(self, a_leg: Leg, b_leg: Leg) -> None:
+        now = time.time()
+        for leg in (a_leg, b_leg):
+            entry = self.record.get(leg.uuid)
+            if entry is not None and entry.bridged_at is None:
+                entry.bridged_at = now
+        a_leg.variables["bridge_channel"] = b_leg.channel_name
+        self.fire("CHANNEL_BRIDGE", a_leg, before=self._bridge_ids(a_leg, b_leg), variables=True,
+                  calling=("switch_ivr_bridge.c", "switch_ivr_multi_threaded_bridge", "1640"))  # fmt: skip
+
+    @staticmethod
+    def _bridge_ids(a_leg: Leg, b_leg: Leg) -> tuple[tuple[str, str], ...]:
+        return (("Bridge-A-Unique-ID", a_leg.uuid), ("Bridge-B-Unique-ID", b_leg.uuid))
+
+    def _call_updates(self, a_leg: Leg, b_leg: Leg) -> None:
+        update = ("switch_channel.c", "switch_channel_flip_cid", "3277")
+        self.fire("CALL_UPDATE", b_leg, before=(("Direction", "SEND"),), variables=True, calling=update)
+        self.fire("CALL_UPDATE", a_leg, before=(("Direction", "SEND"),), variables=True, calling=update)
+
+    # ------------------------------------------------------------------ commands on live channels
+
+    def uuid_bridge(self, a_uuid: str, b_uuid: str) -> str:
+        a_leg, b_leg = self.channels.get(a_uuid), self.channels.get(b_uuid)
+        if a_leg is None or b_leg is None or a_leg is b_leg:
+            return "-ERR Invalid uuid\n"
+        now = time.time()
+        self.record.bridge_requested(a_uuid, now)
+        self.record.bridge_requested(b_uuid, now)
+        for leg in (b_leg, a_leg):
+            self._unpark(leg)
+            self._state(leg, "CS_HIBERNATE")
+            self._state(leg, "CS_RESET")
+        self._state(a_leg, "CS_SOFT_EXECUTE")
+        self._state(b_leg, "CS_SOFT_EXECUTE")
+        self._link(a_leg, b_leg)
+        self._bridge_events(a_leg, b_leg)
+        self._state(b_leg, "CS_EXCHANGE_MEDIA")
+        self._call_updates(a_leg, b_leg)
+        return f"+OK {b_uuid}\n"
+
+    def uuid_transfer(self, uuid: str, destination: str, dialplan: str) -> str:
+        leg = self.channels.get(uuid)
+        if leg is None:
+            return "-ERR No such channel!\n"
+        self.record.bridge_requested(uuid, time.time())
+        self._note_bridge_request(destination)
+        self.after(leg, 0.0, self._transfer, leg, destination, dialplan)
+        return "+OK\n"
+
+    def _transfer(self, leg: Leg, destination: str, dialplan: str) -> None:
+        other = leg.bridged
+        if other is not None:
+            self._unbridge(leg, other)
+            self.hangup(other, "NORMAL_CLEARING")
+        self._unpark(leg)
+        leg.transfer_us = self.clock.stamp()[0]
+        leg.transfer_source = f"{leg.transfer_us // 1_000_000}:{uuidlib.uuid4()}:uuid_br:{leg.uuid}"
+        leg.dialplan = dialplan
+        leg.rdnis = True
+        leg.variables.update({"max_forwards": "69", "transfer_source": leg.transfer_source})
+        self._state(leg, "CS_ROUTING")
+        leg.rdnis = False
+        self._state(leg, "CS_EXECUTE")
+        steps = parse_inline(destination) if dialplan == "inline" else [("park", "")]
+        application, args = steps[0] if steps else ("park", "")
+        self._execute(leg, application, args)
+
+    def _unbridge(self, leg: Leg, other: Leg) -> None:
+        a_leg, b_leg = (leg, other) if leg.other_type == "originatee" else (other, leg)
+        a_leg.variables.update({"last_bridge_to": b_leg.uuid, "last_bridge_role": "originator"})
+        b_leg.variables["last_bridge_to"] = a_leg.uuid
+        a_leg.bridged = b_leg.bridged = None
+        self.fire("CHANNEL_UNBRIDGE", a_leg, before=self._bridge_ids(a_leg, b_leg), variables=True,
+                  calling=("switch_ivr_bridge.c", "switch_ivr_multi_threaded_bridge", "1727"))  # fmt: skip
+
+    def remote_hangup(self, leg: Leg) -> None:
+        """The far end sends BYE."""
+        leg.disposition, leg.sip_status = "recv_bye", 200
+        self.hangup(leg, "NORMAL_CLEARING")
+
+    def _fail(self, leg: Leg, cause: str, status: int, disposition: str) -> None:
+        leg.sip_status, leg.disposition = status, disposition
+        self.hangup(leg, cause)
+
+    def _originate_timeout(self, leg: Leg) -> None:
+        if leg.answered_us or leg.job is None:
+            return
+        leg.sip_status, leg.disposition = 487, "send_cancel"
+        self.hangup(leg, "NO_ANSWER")
+
+    def hangup(self, leg: Leg, cause: str = "NORMAL_CLEARING") -> None:
+        """Hang a leg up with the real event sequence; a bridged peer follows with NORMAL_CLEARING."""
+        if leg.gone:
+            return
+        leg.gone = True
+        for timer in leg.timers:
+            timer.close()
+        leg.timers.clear()
+        now_us = self.clock.stamp()[0]
+        leg.hangup_cause, leg.hangup_us, leg.answer_state = cause, now_us, "hangup"
+        if leg.disposition is None:
+            leg.disposition = "send_bye" if leg.answered_us else "send_cancel"
+        if leg.sip_status is None and not leg.answered_us and leg.disposition == "send_cancel":
+            leg.sip_status = 487
+        leg.variables["hangup_cause"] = cause
+        self.fire("CHANNEL_HANGUP", leg, variables=True,
+                  calling=("switch_channel.c", "switch_channel_perform_hangup", "3081"))  # fmt: skip
+        peer = leg.bridged
+        if peer is not None:
+            self.hangup(peer, "NORMAL_CLEARING")
+            self._unbridge(leg, peer)
+        self._unpark(leg)
+        self._state(leg, "CS_HANGUP")
+        self._callstate(leg, "HANGUP")
+        self._state(leg, "CS_REPORTING")
+        leg.set_hangup_variables(now_us)
+        entry = self.record.get(leg.uuid)
+        if entry is not None:
+            entry.hangup_cause = cause
+        self.fire("CHANNEL_HANGUP_COMPLETE", leg, variables=True,
+                  calling=("switch_core_state_machine.c", "switch_core_session_reporting_state", "1034"))  # fmt: skip
+        pending = leg.job
+        if isinstance(pending, PendingOriginate):
+            leg.job = None
+            pending.causes.append(cause)
+            if pending.targets and not pending.done:
+                self._try_next(pending)
+            else:
+                self._finish(pending, None, cause)
+        self.fire("CHANNEL_DESTROY", leg, variables=True,
+                  calling=("switch_core_session.c", "switch_core_session_perform_destroy", "1584"))  # fmt: skip
+        self._state(leg, "CS_DESTROY")
+        self.channels.pop(leg.uuid, None)
+
+    def hupall(self, cause: str) -> None:
+        for leg in list(self.channels.values()):
+            self.hangup(leg, cause)
+
+    def sched_hangup(self, seconds: float, uuid: str, cause: str) -> bool:
+        leg = self.channels.get(uuid)
+        if leg is None:
+            return False
+        self.after(leg, seconds, self.hangup, leg, cause)
+        return True
+
+    def _note_bridge_request(self, text: str) -> None:
+        """An originate or transfer naming an existing leg (``&bridge``, ``uuid_bridge`` vars ...)."""
+        now = time.time()
+        for found in UUID_IN_TEXT.findall(text):
+            leg = self.channels.get(found)
+            if leg is not None and leg.answered_us:
+                self.record.bridge_requested(found, now)
+
+    # ------------------------------------------------------------------ agents
+
+    def register(self, agent_id: str, expires: int = 3600) -> None:
+        state = self.agents.get(agent_id)
+        if state is None:
+            state = self.agents[agent_id] = AgentState(Agent(id=agent_id), True)
+        state.registered = True
+        self._registration_event("sofia::register", agent_id, (("expires", str(expires)),))
+
+    def unregister(self, agent_id: str, *, expired: bool = False) -> bool:
+        state = self.agents.get(agent_id)
+        if state is None or not state.registered:
+            return False
+        state.registered = False
+        subclass = "sofia::expire" if expired else "sofia::unregister"
+        self._registration_event(subclass, agent_id, (("expires", "0"),))
+        return True
+
+    def _registration_event(self, subclass: str, agent_id: str, extra: tuple[tuple[str, str], ...]) -> None:
+        state = self.agents[agent_id]
+        domain = self.scenario.domain
+        after = (
+            ("profile-name", "dialer"),
+            ("from-user", agent_id),
+            ("from-host", domain),
+            ("presence-hosts", domain),
+            ("contact", f'"{agent_id}" <sip:{agent_id}@127.0.0.1:5070;transport=ws>'),
+            ("call-id", state.call_id),
+            ("rpid", "unknown"),
+            ("status", "Registered(WSS-NAT)" if state.registered else "Unregistered"),
+            *extra,
+            ("to-user", agent_id),
+            ("to-host", domain),
+            ("network-ip", "127.0.0.1"),
+            ("network-port", "5071"),
+            ("username", agent_id),
+            ("realm", domain),
+            ("user-agent", "SIP.js/0.21.2"),
+        )
+        self.fire(
+            "CUSTOM", subclass=subclass, after=after, calling=("sofia_reg.c", "sofia_reg_handle_register", "2093")
+        )
+
+    def contact(self, agent_id: str) -> str:
+        state = self.agents.get(agent_id)
+        if state is None or not state.registered:
+            return "error/user_not_registered"
+        return f"sofia/dialer/sip:{agent_id}@127.0.0.1:5070"
+
+    # ------------------------------------------------------------------ restart and stats
+
+    def reset(self) -> None:
+        """All channels gone without a single event, as after a crash and restart; a new Core-UUID."""
+        for leg in list(self.channels.values()):
+            leg.gone = True
+            for timer in leg.timers:
+                timer.close()
+            leg.timers.clear()
+        self.channels.clear()
+        self.core_uuid = str(uuidlib.uuid4())
+        self.started = time.time()
+        self.sessions_since_startup = 0
+        self.peak_sessions = 0
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "channels": len(self.channels),
+            "sessions_since_startup": self.sessions_since_startup,
+            "peak_sessions": self.peak_sessions,
+            "originates": len(self.record.originates),
+            "refused_by_limits": self.refused,
+            "events_published": self.bus.published,
+            "events_lost": self.bus.lost,
+            "event_sequence": self.bus.sequence,
+            "core_uuid": self.core_uuid,
+            "registered_agents": sorted(a for a, s in self.agents.items() if s.registered),
+        }
+
+
+def _float(text: str | None, default: float) -> float:
+    try:
+        return float(text) if text else default
+    except ValueError:
+        return default
