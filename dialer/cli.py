@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("dialer.demo", "run the quick-start demo against the simulator"),
     "agent": ("dialer.cli_agent", "manage agents: add, ready, pause, logout, list"),
     "call": ("dialer.cli_call", "place one call through the queue, optionally following it live"),
+    "worker": ("dialer.worker_main", "run call jobs from the RQ queues, many at once as greenlets"),
 }
 
 

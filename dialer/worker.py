@@ -166,6 +166,7 @@ class GeventWorker(Worker):
         if drain_timeout < 0:
             raise ValueError(f"drain_timeout must not be negative, got {drain_timeout}")
         kwargs.setdefault("serializer", JSONSerializer)
+        kwargs.setdefault("log_job_description", False)  # descriptions show the arguments: phone numbers
         super().__init__(queues, name, **kwargs)
         self.concurrency = concurrency
         self.drain_timeout = drain_timeout
@@ -222,6 +223,9 @@ class GeventWorker(Worker):
             except Exception:
                 log.exception("worker loop failed, draining", extra={"worker": self.name})
                 self.exit_code = 1
+                self.request_warm_shutdown("worker loop failed")
+            # Ended by burst, max_jobs or max_idle_time: let the jobs finish, unless a signal asks for a drain.
+            gevent.wait([self._idle, self._stop], count=1)
             self._stop.set()
             self._drain()
         finally:
@@ -470,8 +474,11 @@ class GeventWorker(Worker):
 
     def _drain(self) -> None:
         if self._running:
-            log.info("draining", extra={"worker": self.name, "running": len(self._running)})
-            gevent.wait([self._idle, self._cold], count=1, timeout=self.drain_timeout)
+            # The deadline counts from the stop request, not from when the loop noticed it.
+            started = self._stop_monotonic or time.monotonic()
+            timeout = max(0.0, started + self.drain_timeout - time.monotonic())
+            log.info("draining", extra={"worker": self.name, "running": len(self._running), "timeout": timeout})
+            gevent.wait([self._idle, self._cold], count=1, timeout=timeout)
         if not self._running:
             log.info("drained", extra={"worker": self.name})
             if self._cold.is_set():

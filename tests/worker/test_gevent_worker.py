@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import gevent
 import pytest
 import redis
 from rq import Retry
+from rq.command import send_stop_job_command
 from rq.job import Job, JobStatus
 from rq.queue import Queue
 from rq.registry import FailedJobRegistry, StartedJobRegistry, clean_registries
@@ -28,14 +29,13 @@ def queue(redis_client: redis.Redis) -> Queue:
 
 
 @pytest.fixture(autouse=True)
-def no_sigalrm(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def no_sigalrm(monkeypatch: pytest.MonkeyPatch) -> None:
     """Job timeouts must not use SIGALRM: fail loudly if anything arms it."""
 
     def refuse(*_: Any) -> None:
         raise AssertionError("SIGALRM used")
 
     monkeypatch.setattr(signal, "alarm", refuse)
-    yield
 
 
 def make_worker(queue: Queue, **kwargs: Any) -> GeventWorker:
@@ -51,8 +51,12 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         gevent.sleep(0.02)
 
 
+def fetch(queue: Queue, job: Job) -> Job:
+    return Job.fetch(job.id, connection=queue.connection, serializer=JSONSerializer)
+
+
 def statuses(queue: Queue, jobs: list[Job]) -> list[JobStatus]:
-    return [Job.fetch(job.id, connection=queue.connection, serializer=JSONSerializer).get_status() for job in jobs]
+    return [fetch(queue, job).get_status() for job in jobs]
 
 
 def assert_no_running_bookkeeping(queue: Queue) -> None:
@@ -77,7 +81,7 @@ def test_burst_runs_jobs_concurrently_and_leaves_rq_clean(queue: Queue) -> None:
     assert jobs_for_tests.peak == 100  # never more than the concurrency, and all of it used
     assert statuses(queue, jobs) == [JobStatus.FINISHED] * 200
     for n, job in enumerate(jobs):
-        fetched = Job.fetch(job.id, connection=queue.connection, serializer=JSONSerializer)
+        fetched = fetch(queue, job)
         assert fetched.return_value() == {"n": n}
     assert FailedJobRegistry(queue=queue).get_job_count() == 0
     assert_no_running_bookkeeping(queue)
@@ -124,7 +128,7 @@ def test_job_over_its_timeout_fails_alone_by_gevent_timeout(queue: Queue) -> Non
     make_worker(queue).work(burst=True)
 
     assert time.monotonic() - started < 10
-    slow = Job.fetch(slow.id, connection=queue.connection, serializer=JSONSerializer)
+    slow = fetch(queue, slow)
     assert slow.get_status() == JobStatus.FAILED
     assert "JobTimeoutException" in (slow.latest_result().exc_string or "")
     assert slow.id in FailedJobRegistry(queue=queue)
@@ -138,7 +142,7 @@ def test_exception_fails_only_that_job_with_its_traceback(queue: Queue) -> None:
 
     make_worker(queue).work(burst=True)
 
-    bad = Job.fetch(bad.id, connection=queue.connection, serializer=JSONSerializer)
+    bad = fetch(queue, bad)
     assert bad.get_status() == JobStatus.FAILED
     assert "ValueError: no route to gateway" in (bad.latest_result().exc_string or "")
     assert "in boom" in (bad.latest_result().exc_string or "")  # the traceback reaches into the job's own frame
@@ -153,7 +157,22 @@ def test_failed_job_is_retried_as_its_retry_says(queue: Queue) -> None:
     make_worker(queue).work(burst=True)
 
     assert queue.connection.get("test:attempts") == b"2"
-    job = Job.fetch(job.id, connection=queue.connection, serializer=JSONSerializer)
+    job = fetch(queue, job)
     assert job.get_status() == JobStatus.FAILED
     assert FailedJobRegistry(queue=queue).get_job_ids() == [job.id]
+    assert_no_running_bookkeeping(queue)
+
+
+def test_rq_stop_job_command_stops_only_that_job(queue: Queue) -> None:
+    stopped = queue.enqueue(f"{JOBS}.nap", 30.0)
+    worker = make_worker(queue, concurrency=1)
+    run = gevent.spawn(worker.work, burst=True)
+    wait_until(lambda: StartedJobRegistry(queue=queue).get_job_count(cleanup=False) == 1)
+    other = queue.enqueue(f"{JOBS}.nap", 0.1, "next")
+
+    send_stop_job_command(queue.connection, stopped.id, serializer=JSONSerializer)
+
+    assert run.get(timeout=10)
+    assert fetch(queue, stopped).get_status() == JobStatus.STOPPED
+    assert fetch(queue, other).return_value() == "next"  # the worker itself carried on
     assert_no_running_bookkeeping(queue)

@@ -1,0 +1,93 @@
+"""``dialer worker``: run a ``GeventWorker`` on the call queues until SIGTERM/SIGINT.
+
+Exit status: 0 after a clean drain (also when jobs still running at the drain deadline were handed back),
+1 after a second signal (cold shutdown), a worker loop failure or an unreachable Redis, 2 for bad options.
+
+Only the standard library is imported at module level, on purpose: ``gevent.monkey.patch_all()`` has to run
+before redis, rq or anything else that imports ``socket``, ``ssl`` or ``threading`` primitives, because a
+module imported earlier keeps the blocking originals, and one blocking socket read would stall every call
+this process holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+DEFAULT_CONCURRENCY = 100
+DEFAULT_DRAIN_TIMEOUT = 30.0
+
+# Attributes every LogRecord has; anything else on a record came from ``extra=``.
+_RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+class _KeyValueFormatter(logging.Formatter):
+    """The usual line, then the record's ``extra=`` fields as ``key=value``."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        fields = {key: value for key, value in record.__dict__.items() if key not in _RECORD_FIELDS}
+        if not fields:
+            return line
+        return line + " " + " ".join(f"{key}={value!r}" for key, value in fields.items())
+
+
+def _configure_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_KeyValueFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def _parser(settings: Any) -> argparse.ArgumentParser:
+    # Settings may not define worker_concurrency / worker_drain_timeout yet; the defaults stand in.
+    concurrency = int(getattr(settings, "worker_concurrency", DEFAULT_CONCURRENCY))
+    drain_timeout = float(getattr(settings, "worker_drain_timeout", DEFAULT_DRAIN_TIMEOUT))
+    parser = argparse.ArgumentParser(prog="dialer worker", description="Run call jobs from RQ queues as greenlets.")
+    parser.add_argument("--queues", default="calls", help="comma-separated queue names, in priority order")
+    parser.add_argument("--concurrency", type=int, default=concurrency, help="jobs run at once (%(default)s)")
+    parser.add_argument("--burst", action="store_true", help="exit once the queues are empty and jobs are done")
+    parser.add_argument("--redis-url", default=settings.redis_url, help="Redis holding the queues")
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=drain_timeout,
+        help="seconds running jobs get to finish after SIGTERM before they are handed back (%(default)s)",
+    )
+    parser.add_argument("--name", default=None, help="worker name shown in RQ (default: random)")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    from gevent import monkey
+
+    monkey.patch_all()
+    # Only now is it safe to import redis, rq and the modules that use them.
+    import redis
+
+    from dialer.worker import GeventWorker
+    from settings import get_settings
+
+    args = _parser(get_settings()).parse_args(argv)
+    queues = [name.strip() for name in args.queues.split(",") if name.strip()]
+    if not queues or args.concurrency < 1 or args.drain_timeout < 0:
+        print("dialer worker: need at least one queue, --concurrency >= 1, --drain-timeout >= 0", file=sys.stderr)
+        return 2
+    _configure_logging()
+    log = logging.getLogger("dialer.worker")
+    connection = redis.Redis.from_url(args.redis_url)
+    try:
+        worker = GeventWorker(
+            queues, args.name, connection=connection, concurrency=args.concurrency, drain_timeout=args.drain_timeout
+        )
+        worker.work(burst=args.burst, logging_level="INFO")
+    except redis.RedisError as exc:  # the URL may hold a password: not logged
+        log.error("redis unavailable", extra={"error": str(exc)})
+        return 1
+    except ValueError as exc:  # RQ refuses a name an active worker already has
+        log.error("worker not started", extra={"error": str(exc)})
+        return 1
+    return worker.exit_code
