@@ -241,15 +241,17 @@ class GeventWorker(Worker):
         while not self._stop.is_set():
             try:
                 self.check_for_suspension(burst)
-            except StopRequested:
-                break
-            if self.should_run_maintenance_tasks:
-                self.run_maintenance_tasks()  # type: ignore[no-untyped-call]
-            if not self._wait_for_free_slot():
-                break
-            try:
+                if self.should_run_maintenance_tasks:
+                    self.run_maintenance_tasks()  # type: ignore[no-untyped-call]
+                if not self._wait_for_free_slot():
+                    break
                 dequeued = self._dequeue(burst)
+                if dequeued is not None:
+                    self.execute_job(*dequeued)
+            except StopRequested:  # suspended in burst mode
+                break
             except (RedisConnectionError, RedisTimeoutError) as exc:
+                # A job dequeued but not started stays in RQ's intermediate queue, whose cleanup fails it.
                 log.warning("redis unavailable", extra={"worker": self.name, "error": str(exc), "retry_in": backoff})
                 self._stop.wait(backoff)
                 backoff = min(backoff * self.exponential_backoff_factor, self.max_connection_wait_time)
@@ -266,7 +268,6 @@ class GeventWorker(Worker):
                 elif max_idle_time is not None and time.monotonic() - idle_since >= max_idle_time:
                     break
                 continue
-            self.execute_job(*dequeued)
             started += 1
             if max_jobs is not None and started >= max_jobs:
                 break

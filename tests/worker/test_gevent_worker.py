@@ -176,3 +176,25 @@ def test_rq_stop_job_command_stops_only_that_job(queue: Queue) -> None:
     assert fetch(queue, stopped).get_status() == JobStatus.STOPPED
     assert fetch(queue, other).return_value() == "next"  # the worker itself carried on
     assert_no_running_bookkeeping(queue)
+
+
+def test_heartbeat_racing_a_job_end_leaves_no_stub_keys(queue: Queue) -> None:
+    job = queue.enqueue(f"{JOBS}.nap", 30.0)
+    worker = make_worker(queue)
+    run = gevent.spawn(worker.work, burst=True)
+    wait_until(lambda: StartedJobRegistry(queue=queue).get_job_count(cleanup=False) == 1)
+    [execution] = worker.executions.values()
+
+    # As if the job's end had been committed while the heartbeat pipeline was in flight: the heartbeat's
+    # HSET recreates the execution hash, and the worker must notice and delete it again.
+    queue.connection.delete(execution.key)
+    worker.maintain_running_heartbeats()
+    assert not queue.connection.exists(execution.key)
+    assert fetch(queue, job).get_status() == JobStatus.STARTED
+
+    worker.drain_timeout = 0  # stopped and handed back as soon as it is asked to stop
+    worker.request_warm_shutdown()
+    assert run.get(timeout=10)
+    assert fetch(queue, job).get_status() == JobStatus.QUEUED
+    assert queue.get_job_ids() == [job.id]
+    assert_no_running_bookkeeping(queue)

@@ -133,3 +133,31 @@ def test_second_sigterm_exits_promptly(queue: Queue, start_worker: Callable[...,
     assert {fetch(queue, job).get_status() for job in calls} == {JobStatus.QUEUED}
     assert set(queue.get_job_ids()) == {job.id for job in calls}
     assert running_count(queue) == 0
+
+
+def test_worker_command_imports_nothing_that_uses_sockets_before_patching() -> None:
+    # gevent.monkey.patch_all() runs first thing in main(); modules imported before it keep blocking sockets.
+    code = (
+        "import sys, dialer.cli, dialer.worker_main\n"
+        "print(sorted(m for m in ('socket', 'ssl', 'redis', 'rq', 'gevent', 'settings') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_burst_in_a_patched_process_runs_jobs_concurrently(
+    queue: Queue, start_worker: Callable[..., subprocess.Popen[str]]
+) -> None:
+    jobs = [queue.enqueue(f"{JOBS}.nap", 0.5, n) for n in range(100)]
+    proc = start_worker("--burst", "--concurrency", "100")
+    returncode, stderr = stop(proc, timeout=30)
+
+    assert returncode == 0, stderr
+    assert "Traceback" not in stderr
+    finished = [fetch(queue, job) for job in jobs]
+    assert [job.return_value() for job in finished] == list(range(100))
+    # every job overlapped with the others: the whole run spans far less than the serial 50 s
+    span = max(job.ended_at for job in finished) - min(job.started_at for job in finished)
+    assert span.total_seconds() < 100 * 0.5 / 5
+    assert running_count(queue) == 0
+    assert queue.connection.keys("rq:execution:*") == []
