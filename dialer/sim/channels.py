@@ -72,7 +72,9 @@ class Leg:
     transfer_us: int = 0
     network: bool = False
     media: bool = False
-    flipped: bool = False
+    flipped: bool = False  # caller id flipped at answer: the callee's number becomes the caller id
+    cid_name_shown: bool = False  # Caller-Caller-ID-Name present (after the flip, or on agent legs)
+    callee_name_shown: bool = True  # Caller-Callee-ID-Name present (before the flip, and once bridged)
     hit_dialplan: bool = False
     dialplan: str | None = None
     transfer_source: str | None = None
@@ -125,20 +127,16 @@ class Leg:
         out += ((f"{prefix}-Direction", "outbound"), (f"{prefix}-Logical-Direction", "outbound"))
         if self.dialplan:
             out.append((f"{prefix}-Dialplan", self.dialplan))
-        if self.flipped:
-            out += (
-                (f"{prefix}-Caller-ID-Name", self.cid_name),
-                (f"{prefix}-Caller-ID-Number", self.number),
-                (f"{prefix}-Orig-Caller-ID-Number", self.cid_number),
-                (f"{prefix}-Callee-ID-Number", self.cid_number),
-            )
-        else:
-            out += (
-                (f"{prefix}-Caller-ID-Number", self.cid_number),
-                (f"{prefix}-Orig-Caller-ID-Number", self.cid_number),
-                (f"{prefix}-Callee-ID-Name", "Outbound Call"),
-                (f"{prefix}-Callee-ID-Number", self.number),
-            )
+        if self.cid_name_shown:
+            out.append((f"{prefix}-Caller-ID-Name", self.cid_name))
+        flipped = self.flipped
+        out += (
+            (f"{prefix}-Caller-ID-Number", self.number if flipped else self.cid_number),
+            (f"{prefix}-Orig-Caller-ID-Number", self.cid_number),
+        )
+        if self.callee_name_shown:
+            out.append((f"{prefix}-Callee-ID-Name", "Outbound Call"))
+        out.append((f"{prefix}-Callee-ID-Number", self.cid_number if flipped else self.number))
         if self.network:
             out.append((f"{prefix}-Network-Addr", "127.0.0.1"))
         out += (

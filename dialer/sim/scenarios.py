@@ -55,9 +55,11 @@ class Callee(_Strict):
 
 
 class Rule(_Strict):
-    """``match`` is a regular expression that must match the whole dialled number."""
+    """``match`` is a regular expression that must match the whole dialled number; ``gateway``, when
+    given, limits the rule to calls through that gateway (as the recordings' ``pstn2`` was busy)."""
 
-    match: str
+    match: str = ".*"
+    gateway: str | None = None
     callee: Callee
 
     @field_validator("match")
@@ -119,11 +121,11 @@ class CalleeBook:
     """The compiled rules: number in, callee out (first matching rule wins)."""
 
     def __init__(self, scenario: Scenario) -> None:
-        self._rules = [(re.compile(rule.match), rule.callee) for rule in scenario.all_rules()]
+        self._rules = [(re.compile(rule.match), rule.gateway, rule.callee) for rule in scenario.all_rules()]
         self._default = scenario.default
 
-    def callee_for(self, number: str) -> Callee:
-        for pattern, callee in self._rules:
-            if pattern.fullmatch(number):
+    def callee_for(self, number: str, gateway: str | None = None) -> Callee:
+        for pattern, only_gateway, callee in self._rules:
+            if (only_gateway is None or only_gateway == gateway) and pattern.fullmatch(number):
                 return callee
         return self._default

@@ -259,10 +259,11 @@ class Switch:
             name = f"sofia/dialer/{target.name}@127.0.0.1:5070"
             leg = Leg(uuid, target.name, name, now_us, presence_id=f"{target.name}@{domain}", user=target.name)
             leg.agent = agent.config
-            leg.dialplan = "XML"
+            leg.dialplan = "inline" if pending.bridge_from is not None else None
+            leg.cid_name_shown = leg.network = True
         else:
             leg = Leg(uuid, target.number, f"sofia/dialer/{target.number}", now_us, gateway=target.name)
-            leg.callee = self.callees.callee_for(target.number)
+            leg.callee = self.callees.callee_for(target.number, target.name)
         leg.cid_number = variables.get("origination_caller_id_number", leg.cid_number)
         leg.cid_name = variables.get("origination_caller_id_name", leg.cid_name)
         leg.variables = dict(variables)
@@ -270,6 +271,7 @@ class Switch:
         a_leg = pending.bridge_from
         if a_leg is not None:
             leg.call_uuid = a_leg.uuid
+            leg.cid_number = a_leg.number
             leg.other, leg.other_type = a_leg, "originator"
         self.channels[uuid] = leg
         self.sessions_since_startup += 1
@@ -284,6 +286,8 @@ class Switch:
         self.fire("CHANNEL_CREATE", leg, variables=True, calling=run)
         self.fire("CHANNEL_ORIGINATE", leg, variables=True, calling=run)
         self._state(leg, "CS_ROUTING")
+        if leg.presence_id:
+            self._presence(leg)
         self._state(leg, "CS_CONSUME_MEDIA")
         self.after(leg, pending.timeout_s, self._originate_timeout, leg)
         if agent is not None:
@@ -309,8 +313,19 @@ class Switch:
         # A sip.js phone answers 180 and 183 at once, like the SIPp phone of the recordings.
         self.after(leg, 0.0, self._ring_agent, leg, agent)
 
+    def _presence(self, leg: Leg) -> None:
+        info = {"hangup": "terminated", "answered": "active"}.get(leg.answer_state, "progressing")
+        after = (
+            ("proto", "any"), ("login", "src/switch_channel.c"), ("from", leg.presence_id or ""),
+            ("rpid", "unknown"), ("status", leg.state), ("event_type", "presence"), ("alt_event_type", "dialog"),
+            ("presence-call-info-state", info), ("presence-call-direction", "outbound"), ("event_count", "0"),
+            ("Presence-Calling-File", "src/switch_core_state_machine.c"),
+            ("Presence-Calling-Function", "check_presence"), ("Presence-Calling-Line", "521"),
+        )  # fmt: skip
+        self.fire("PRESENCE_IN", leg, after=after,
+                  calling=("switch_channel.c", "switch_channel_perform_presence", "805"))  # fmt: skip
+
     def _ring_agent(self, leg: Leg, agent: Agent) -> None:
-        self.fire("PRESENCE_IN", leg, calling=("switch_channel.c", "switch_channel_perform_presence", "805"))
         self._progress(leg)
         self._early_media(leg)
         if agent.answer_ms is not None:
@@ -382,7 +397,7 @@ class Switch:
         self.fire("CHANNEL_ANSWER", leg, variables=True,
                   calling=("switch_channel.c", "switch_channel_perform_mark_answered", "3846"))  # fmt: skip
         if leg.presence_id:
-            self.fire("PRESENCE_IN", leg, calling=("switch_channel.c", "switch_channel_perform_presence", "805"))
+            self._presence(leg)
         self._callstate(leg, "ACTIVE")
         pending = leg.job
         if isinstance(pending, PendingOriginate) and not pending.done:
@@ -396,7 +411,8 @@ class Switch:
             self.after(leg, leg.agent.talk_ms / 1000.0, self.remote_hangup, leg)
 
     def _originate_succeeded(self, leg: Leg, pending: PendingOriginate, call_update_direction: str) -> None:
-        leg.flipped = True
+        leg.flipped = leg.cid_name_shown = True
+        leg.callee_name_shown = False
         leg.hit_dialplan = True
         leg.variables.update({"pre_transfer_caller_id_number": leg.cid_number, "channel_cid_flipped": "yes"})
         self.fire("CALL_UPDATE", leg, before=(("Direction", call_update_direction),), variables=True,
@@ -509,6 +525,8 @@ class Switch:
             self.hangup(b_leg, "ORIGINATOR_CANCEL")
             return
         self._callstate(a_leg, "ACTIVE")
+        self.fire("CHANNEL_OUTGOING", b_leg,
+                  calling=("switch_core_session.c", "switch_core_session_outgoing_channel", "768"))  # fmt: skip
         self._link(a_leg, b_leg)
         b_leg.variables.update({"bridge_uuid": a_leg.uuid, "signal_bond": a_leg.uuid})
         a_leg.variables.update({"bridge_uuid": b_leg.uuid, "signal_bond": b_leg.uuid})
@@ -522,6 +540,7 @@ class Switch:
         a_leg.other, a_leg.other_type, a_leg.bridged = b_leg, "originatee", b_leg
         b_leg.other, b_leg.other_type, b_leg.bridged = a_leg, "originator", a_leg
         a_leg.bridged_us = b_leg.bridged_us = now_us
+        a_leg.callee_name_shown = b_leg.callee_name_shown = True
         b_leg.call_uuid = a_leg.uuid
 
     def _bridge_events(self, a_leg: Leg, b_leg: Leg) -> None:
@@ -552,12 +571,25 @@ class Switch:
         now = time.time()
         self.record.bridge_requested(a_uuid, now)
         self.record.bridge_requested(b_uuid, now)
+        # uuid_bridge transfers both legs to each other first: the profiles change before the park ends
+        now_us = self.clock.stamp()[0]
+        a_leg.other, a_leg.other_type = b_leg, "originatee"
+        b_leg.other, b_leg.other_type = a_leg, "originator"
+        for leg, peer in ((a_leg, b_leg), (b_leg, a_leg)):
+            leg.transfer_us = now_us
+            leg.transfer_source = f"{now_us // 1_000_000}:{uuidlib.uuid4()}:uuid_br:{peer.uuid}"
+            leg.variables["transfer_source"] = leg.transfer_source
         for leg in (b_leg, a_leg):
             self._unpark(leg)
             self._state(leg, "CS_HIBERNATE")
             self._state(leg, "CS_RESET")
         self._state(a_leg, "CS_SOFT_EXECUTE")
         self._state(b_leg, "CS_SOFT_EXECUTE")
+        exec_ = ("switch_core_session.c", "switch_core_session_exec", "2941")
+        for leg, peer in ((a_leg, b_leg), (b_leg, a_leg)):
+            after = (("Application", "uuid_bridge"), ("Application-Data", peer.uuid),
+                     ("Application-UUID", str(uuidlib.uuid4())))  # fmt: skip
+            self.fire("CHANNEL_EXECUTE", leg, after=after, variables=True, calling=exec_)
         self._link(a_leg, b_leg)
         self._bridge_events(a_leg, b_leg)
         self._state(b_leg, "CS_EXCHANGE_MEDIA")
@@ -578,12 +610,13 @@ class Switch:
         if other is not None:
             self._unbridge(leg, other)
             self.hangup(other, "NORMAL_CLEARING")
-        self._unpark(leg)
+        # the new caller profile is in place before the park ends, so UNPARK already carries it
         leg.transfer_us = self.clock.stamp()[0]
         leg.transfer_source = f"{leg.transfer_us // 1_000_000}:{uuidlib.uuid4()}:uuid_br:{leg.uuid}"
         leg.dialplan = dialplan
         leg.rdnis = True
         leg.variables.update({"max_forwards": "69", "transfer_source": leg.transfer_source})
+        self._unpark(leg)
         self._state(leg, "CS_ROUTING")
         leg.rdnis = False
         self._state(leg, "CS_EXECUTE")
@@ -633,11 +666,14 @@ class Switch:
                   calling=("switch_channel.c", "switch_channel_perform_hangup", "3081"))  # fmt: skip
         peer = leg.bridged
         if peer is not None:
+            leg.bridged = peer.bridged = None  # the peer's own hangup must not come back here
             self.hangup(peer, "NORMAL_CLEARING")
             self._unbridge(leg, peer)
         self._unpark(leg)
         self._state(leg, "CS_HANGUP")
         self._callstate(leg, "HANGUP")
+        if leg.presence_id:
+            self._presence(leg)
         self._state(leg, "CS_REPORTING")
         leg.set_hangup_variables(now_us)
         entry = self.record.get(leg.uuid)
