@@ -13,7 +13,6 @@ TCP and compares with what the real switch sent (``NAME.txt``). Deliberate diffe
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 
@@ -62,10 +61,9 @@ def scenario_for(name: str) -> Scenario:
 
 
 @pytest.fixture(scope="module")
-def runs() -> Iterator[dict[str, list[Frame]]]:
+def runs() -> dict[str, list[Frame]]:
     """Each recording replayed once against its own simulator; tests read the frames."""
-    cache: dict[str, list[Frame]] = {}
-    yield cache
+    return {}
 
 
 def run(name: str, cache: dict[str, list[Frame]]) -> list[Frame]:
