@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable
 from typing import Any
 
 import gevent
@@ -19,6 +18,7 @@ from rq.serializers import JSONSerializer
 
 from dialer.worker import GeventWorker
 from tests.worker import jobs_for_tests
+from tests.worker.polling import wait_until
 
 JOBS = "tests.worker.jobs_for_tests"
 
@@ -41,14 +41,6 @@ def no_sigalrm(monkeypatch: pytest.MonkeyPatch) -> None:
 def make_worker(queue: Queue, **kwargs: Any) -> GeventWorker:
     kwargs.setdefault("concurrency", 10)
     return GeventWorker([queue], connection=queue.connection, **kwargs)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        gevent.sleep(0.02)
 
 
 def fetch(queue: Queue, job: Job) -> Job:
@@ -103,7 +95,7 @@ def test_heartbeats_keep_long_jobs_alive_through_cleanup(queue: Queue) -> None:
     run = gevent.spawn(worker.work, burst=True)
 
     started = StartedJobRegistry(queue=queue)
-    wait_until(lambda: started.get_job_count(cleanup=False) == 5)
+    wait_until(lambda: started.get_job_count(cleanup=False) == 5, sleep=gevent.sleep)
     first_heartbeat = queue.connection.hget(worker.key, "last_heartbeat")
     while not run.ready():
         started.cleanup()
@@ -167,7 +159,7 @@ def test_rq_stop_job_command_stops_only_that_job(queue: Queue) -> None:
     stopped = queue.enqueue(f"{JOBS}.nap", 30.0)
     worker = make_worker(queue, concurrency=1)
     run = gevent.spawn(worker.work, burst=True)
-    wait_until(lambda: StartedJobRegistry(queue=queue).get_job_count(cleanup=False) == 1)
+    wait_until(lambda: StartedJobRegistry(queue=queue).get_job_count(cleanup=False) == 1, sleep=gevent.sleep)
     other = queue.enqueue(f"{JOBS}.nap", 0.1, "next")
 
     send_stop_job_command(queue.connection, stopped.id, serializer=JSONSerializer)
@@ -182,7 +174,7 @@ def test_heartbeat_racing_a_job_end_leaves_no_stub_keys(queue: Queue) -> None:
     job = queue.enqueue(f"{JOBS}.nap", 30.0)
     worker = make_worker(queue)
     run = gevent.spawn(worker.work, burst=True)
-    wait_until(lambda: StartedJobRegistry(queue=queue).get_job_count(cleanup=False) == 1)
+    wait_until(lambda: StartedJobRegistry(queue=queue).get_job_count(cleanup=False) == 1, sleep=gevent.sleep)
     [execution] = worker.executions.values()
 
     # As if the job's end had been committed while the heartbeat pipeline was in flight: the heartbeat's

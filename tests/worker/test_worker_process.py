@@ -17,6 +17,8 @@ from rq.queue import Queue
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 
+from tests.worker.polling import wait_until
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,14 +46,6 @@ def start_worker(redis_url: str) -> Iterator[Callable[..., subprocess.Popen[str]
         if proc.poll() is None:
             proc.kill()
         proc.communicate(timeout=10)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
 
 
 def running_count(queue: Queue) -> int:
