@@ -9,9 +9,8 @@ this avoids. Most of the ~150 headers of a CHANNEL_* event are never read, hence
 from __future__ import annotations
 
 import json
-import operator
+import re
 from collections.abc import Iterator, Mapping
-from itertools import repeat
 from typing import Any
 from urllib.parse import unquote
 from xml.etree import ElementTree
@@ -217,21 +216,37 @@ def _split_lines(lines: list[str]) -> dict[str, str]:
     return fields
 
 
-def _check_lines(text: str) -> None:
+# Every byte except the separators ":", " " and newline, for bytes.translate(None, delete=...).
+_ALL_BUT_SEPARATORS = bytes(b for b in range(256) if b not in b": \n")
+_COLON_WITHOUT_SPACE = re.compile(rb":(?! )")
+_EMPTY_NAME = re.compile(rb"\n: ")
+
+
+def _check_lines(head: bytes) -> None:
     """Refuse a header block with a line that is not ``Name: value``, naming the line and its offset.
 
     Done at parse time, not when the table is first built, so a broken event never reaches a caller
-    that only reads a header or two. Two C-level passes (~15 µs on a 10 KB event); the slow loop runs
-    only to describe the fault.
+    that only reads a header or two. FreeSWITCH URL-encodes every value, so in its events the only
+    ``:``, space and newline bytes are the separators: deleting every other byte leaves exactly
+    ``": \n"`` per line, and no ``:`` stands without its space or at the start of a line. Those
+    three tests run in C (~12 µs on a 10 KB event, half the cost of splitting it into lines); a block
+    that fails them, or that legally carries a raw ``:`` or space in a value, is checked line by line.
     """
-    lines = text.split("\n")
-    if all(map(operator.contains, lines, repeat(": "))) and not text.startswith(": ") and "\n: " not in text:
+    separators = head.translate(None, _ALL_BUT_SEPARATORS)
+    lines = (len(separators) + 1) // 3
+    if (
+        separators == b": \n" * (lines - 1) + b": "
+        and _COLON_WITHOUT_SPACE.search(head) is None
+        and _EMPTY_NAME.search(head) is None
+        and not head.startswith(b": ")
+    ):
         return
     offset = 0
-    for number, line in enumerate(lines, 1):
-        if line.find(": ") < 1:
-            raise ProtocolError(f"plain event header line {number} is not 'Name: value': {line[:60]!r}", offset)
-        offset += len(line.encode()) + 1
+    for number, line in enumerate(head.split(b"\n"), 1):
+        if line.find(b": ") < 1:
+            text = line[:60].decode("utf-8", "replace")
+            raise ProtocolError(f"plain event header line {number} is not 'Name: value': {text!r}", offset)
+        offset += len(line) + 1
 
 
 def _parse_plain(raw: bytes) -> Event:
@@ -251,13 +266,16 @@ def _parse_plain(raw: bytes) -> Event:
         head, body = raw[:end], raw[end + 2 : end + 2 + int(length)]
         if len(body) < int(length):
             raise ProtocolError(f"inner body is {len(body)} bytes, shorter than its Content-Length {int(length)}", end)
+    _check_lines(head)
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ProtocolError(f"plain event is not UTF-8 ({exc.reason})", exc.start) from None
-    _check_lines(text)
     # The inner body is an API command's output, not protocol: undecodable bytes become U+FFFD.
     return Event(head="\n" + text, body=body.decode("utf-8", "replace"), encoded=True)
+
+
+_JSON_VALUE_TYPES = frozenset({str, list})
 
 
 def _parse_json(raw: bytes) -> Event:
@@ -267,11 +285,12 @@ def _parse_json(raw: bytes) -> Event:
         raise ProtocolError(f"JSON event does not parse: {exc}") from None
     if not isinstance(fields, dict):
         raise ProtocolError("JSON event is not an object")
-    for name, value in fields.items():
-        # FreeSWITCH sends strings, and lists for ARRAY:: headers; a null would be a key that is
-        # listed by iteration yet missing on lookup, so anything else is refused here.
-        if type(value) is not str and not isinstance(value, list):
-            raise ProtocolError(f"JSON event header {name[:60]!r} is a {type(value).__name__}, not a string")
+    # FreeSWITCH sends strings, and lists for ARRAY:: headers; a null would be a key that is listed by
+    # iteration yet missing on lookup, so anything else is refused here (one C-level pass when fine).
+    if not _JSON_VALUE_TYPES.issuperset(map(type, fields.values())):
+        for name, value in fields.items():
+            if type(value) not in _JSON_VALUE_TYPES:
+                raise ProtocolError(f"JSON event header {name[:60]!r} is a {type(value).__name__}, not a string")
     body = fields.pop("_body", "")
     return Event(fields, body if isinstance(body, str) else str(body))
 

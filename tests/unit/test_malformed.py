@@ -111,6 +111,10 @@ def test_a_huge_content_length_is_not_allocated() -> None:
         (EVENT_PLAIN, b"Event-Name: X\n: no name\n\n", "line 2 is not 'Name: value'"),
         (EVENT_PLAIN, b"Event-Name: X\n\nUnique-ID: y\n\n", "line 2 is not 'Name: value'"),
         (EVENT_PLAIN, b"", "line 1 is not"),
+        (EVENT_PLAIN, b"Event-Name: X\nA:b c\n\n", "line 2 is not 'Name: value'"),  # a colon and a space, apart
+        (EVENT_PLAIN, b"Event-Name: X\nA :b\n\n", "line 2 is not 'Name: value'"),
+        (EVENT_PLAIN, b": X\nEvent-Name: X\n\n", "line 1 is not 'Name: value'"),
+        (EVENT_PLAIN, b"Event-Name: X\nA: b\nC\n\n", "line 3 is not 'Name: value'"),
         (EVENT_PLAIN, b"Event-Name: caf\xe9\n\n", "not UTF-8"),
         (EVENT_PLAIN, b"Event-Name: X\nContent-Length: 10\n\n+OK\n", "shorter than its Content-Length"),
         (EVENT_PLAIN, b"Event-Name: X\nContent-Length: ten\n\n+OK\n", "inner Content-Length is not a number"),
@@ -135,6 +139,18 @@ def test_bad_events_say_what(content_type: str, body: bytes, what: str) -> None:
     with pytest.raises(ProtocolError) as caught:
         parse_event(Frame(content_type, {}, body))
     assert what in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b"A: raw: colon", b"A: raw space", b"A: b: c d", b"A:: x", b"A: ", b"A-B_c: %20"],
+)
+def test_lines_with_raw_separators_in_the_value_are_still_headers(line: bytes) -> None:
+    """FreeSWITCH encodes ':' and ' ' in values, but a raw one is legal: the fast check defers to the exact one."""
+    event = parse_event(Frame(EVENT_PLAIN, {}, b"Event-Name: X\n" + line + b"\nUnique-ID: u\n\n"))
+    name, _, value = line.decode().partition(": ")
+    assert event[name] == value.replace("%20", " ")
+    assert (event.name, event.unique_id, len(event)) == ("X", "u", 3)
 
 
 def test_a_bad_line_is_reported_with_its_offset() -> None:
@@ -283,3 +299,19 @@ def test_fuzz_parse_event_with_arbitrary_bytes(content_type: str, body: bytes) -
 )
 def test_fuzz_parse_event_with_protocol_shaped_tokens(content_type: str, tokens: list[bytes]) -> None:
     test_fuzz_parse_event_with_arbitrary_bytes.hypothesis.inner_test(content_type, b"".join(tokens))  # type: ignore[attr-defined]
+
+
+@FUZZ
+@given(st.lists(st.text(alphabet="ab: %\n", max_size=12), min_size=1, max_size=12))
+def test_plain_line_check_agrees_with_the_definition(lines: list[str]) -> None:
+    """The fast separator test in the parser refuses exactly the blocks with a line that is not
+    ``Name: value`` (name non-empty, then ``": "``)."""
+    head = "\n".join(lines).encode()
+    bad = any(line.find(b": ") < 1 for line in head.split(b"\n"))
+    try:
+        event = parse_event(Frame(EVENT_PLAIN, {}, head + b"\n\n"))
+    except ProtocolError:
+        assert bad
+        return
+    assert not bad
+    assert len(event) >= 1
