@@ -30,6 +30,9 @@ class Rule:
     def check(self, field_name: str, value: object) -> str:
         if not isinstance(value, str):
             raise UnsafeValueError(field_name, f"must be text, not {type(value).__name__}")
+        # A str subclass could override __format__/__str__ and put other text on the wire than the
+        # text checked here: check and return a plain copy.
+        value = str.__str__(value)
         if not value:
             raise UnsafeValueError(field_name, "must not be empty")
         if len(value) <= self.max_length and self.pattern.fullmatch(value):

@@ -54,6 +54,8 @@ class Event(Mapping[str, str]):
         if self._fields is not None:
             return self._fields.get(name)
         head = self._head
+        if "\n" in name or ": " in name:  # no header has such a name; the search would span lines
+            return None
         start = head.find(f"\n{name}: ")
         if start < 0:
             return None

@@ -309,3 +309,23 @@ def test_arbitrary_text_in_api_builders_gives_one_line_of_known_words(
         assert "\r" not in text
         if words is not None:
             assert text.split(" ")[1:] == words
+
+
+class _Sneaky(str):
+    """Checks as "pstn" but formats as something else."""
+
+    def __format__(self, spec: str) -> str:
+        return "pstn/1 &system(rm)\napi hupall"
+
+    def __str__(self) -> str:
+        return self.__format__("")
+
+
+def test_a_str_subclass_cannot_put_other_text_on_the_wire() -> None:
+    text = str(Gateway(_Sneaky("pstn"), "15551230000"))
+    assert text == "sofia/gateway/pstn/15551230000"
+    assert type(ds.uuid_kill(U1, _Sneaky("USER_BUSY"))) is str
+    assert (
+        ds.originate(User(_Sneaky("1001")), variables={_Sneaky("a"): _Sneaky("b")})
+        == "originate {a=b}user/1001 &park()"
+    )

@@ -238,3 +238,13 @@ def test_a_header_line_inside_an_injected_value_is_not_a_header_in_plain_without
     """A plain event is split on real newlines only: a line is a header, never part of a value."""
     with pytest.raises(ProtocolError):
         dict(parse_event(Frame(EVENT_PLAIN, {}, b"Event-Name: X\nnot a header line\n\n")))
+
+
+def test_lookups_with_impossible_names_find_nothing() -> None:
+    frame = Frame(EVENT_PLAIN, {}, b"Event-Name: X\nA: b: c\nUnique-ID: u\n\n")
+    event = parse_event(frame)
+    for name in ("Event-Name: X\nA", "A: b", "X\nA"):
+        assert name not in event
+        assert event.get(name) is None
+    assert event["A"] == "b: c"
+    assert set(event) == {"Event-Name", "A", "Unique-ID"}
