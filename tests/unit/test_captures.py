@@ -225,3 +225,18 @@ def test_events_are_the_same_as_mappings_in_every_capture() -> None:
             for header, value in table.items():
                 assert fresh[header] == value, (name, header)
             assert len(event) == len(table)
+
+
+def test_rude_rejection_and_log_data_are_framed() -> None:
+    """Not in the recordings (no ACL refusal, no ``log``): laid out as mod_event_socket writes them."""
+    log_line = b"2026-11-24 18:50:29.544486 [INFO] switch_core.c:2 hello\n"
+    data = (
+        b"Content-Type: log/data\nContent-Length: %d\nLog-Level: 6\nText-Channel: 3\n\n%s" % (len(log_line), log_line)
+        + b"Content-Type: text/rude-rejection\nContent-Length: 24\n\nAccess Denied, go away.\n"
+    )
+    for cut in range(len(data) + 1):
+        log, rude = feed_chunks([data[:cut], data[cut:]])
+        assert (log.content_type, log.body, log.headers["Log-Level"]) == ("log/data", log_line, "6")
+        assert (rude.content_type, rude.body) == ("text/rude-rejection", b"Access Denied, go away.\n")
+        assert not log.is_event
+        assert not rude.is_event
