@@ -67,6 +67,10 @@ __all__ = ["GeventDeathPenalty", "GeventWorker", "ShutdownRequested", "shutdown_
 
 log = logging.getLogger(__name__)
 
+DEFAULT_CONCURRENCY = 100
+# With the 5 s kill grace after the deadline, this fits the 30 s a Kubernetes pod gets to stop by default.
+DEFAULT_DRAIN_TIMEOUT = 20.0
+
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
 
@@ -111,10 +115,16 @@ class _JobGreenlet(gevent.Greenlet):  # type: ignore[misc]
 def shutdown_requested() -> bool:
     """True once the worker running the calling job has been asked to stop (it is draining).
 
-    Only meaningful in the greenlet the worker started for the job, not in greenlets the job spawns.
+    Works in the job's greenlet and in the greenlets it spawns (gevent records who spawned whom); False
+    outside any job.
     """
-    current = gevent.getcurrent()
-    return isinstance(current, _JobGreenlet) and current.worker.stopping
+    greenlet = gevent.getcurrent()
+    while greenlet is not None:
+        if isinstance(greenlet, _JobGreenlet):
+            return greenlet.worker.stopping
+        spawned_by = getattr(greenlet, "spawning_greenlet", None)
+        greenlet = spawned_by() if spawned_by is not None else None
+    return False
 
 
 @dataclass(eq=False)
@@ -156,8 +166,8 @@ class GeventWorker(Worker):
         queues: str | Queue | Sequence[str] | Sequence[Queue],
         name: str | None = None,
         *,
-        concurrency: int = 100,
-        drain_timeout: float = 30.0,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
         heartbeat_grace: float = 60.0,
         **kwargs: Any,
     ) -> None:

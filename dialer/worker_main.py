@@ -14,10 +14,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
-DEFAULT_CONCURRENCY = 100
-DEFAULT_DRAIN_TIMEOUT = 30.0
+if TYPE_CHECKING:
+    from settings import Settings
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
@@ -42,13 +42,16 @@ def _configure_logging() -> None:
     root.setLevel(logging.INFO)
 
 
-def _parser(settings: Any) -> argparse.ArgumentParser:
-    # Settings may not define worker_concurrency / worker_drain_timeout yet; the defaults stand in.
-    concurrency = int(getattr(settings, "worker_concurrency", DEFAULT_CONCURRENCY))
+def _parser(settings: Settings) -> argparse.ArgumentParser:
+    from dialer.worker import DEFAULT_DRAIN_TIMEOUT  # called after patching
+
+    # Until settings has a worker_drain_timeout, the worker's default stands in.
     drain_timeout = float(getattr(settings, "worker_drain_timeout", DEFAULT_DRAIN_TIMEOUT))
     parser = argparse.ArgumentParser(prog="dialer worker", description="Run call jobs from RQ queues as greenlets.")
     parser.add_argument("--queues", default="calls", help="comma-separated queue names, in priority order")
-    parser.add_argument("--concurrency", type=int, default=concurrency, help="jobs run at once (%(default)s)")
+    parser.add_argument(
+        "--concurrency", type=int, default=settings.worker_concurrency, help="jobs run at once (%(default)s)"
+    )
     parser.add_argument("--burst", action="store_true", help="exit once the queues are empty and jobs are done")
     parser.add_argument("--redis-url", default=settings.redis_url, help="Redis holding the queues")
     parser.add_argument(
