@@ -78,6 +78,7 @@ class FrameParser:
         self._pos = 0  # start of the unparsed bytes in _buf; consumed bytes are dropped in bulk
         self._consumed = 0  # stream offset of _buf[0], for error messages
         self._head: tuple[str, dict[str, str], int] | None = None  # parsed headers awaiting a body
+        self._searched = 0  # _buf[_pos:_searched] holds no "\n\n": a trickled header is scanned once
         self._broken: ProtocolError | None = None
         self.max_header_bytes = max_header_bytes
         self.max_body_bytes = max_body_bytes
@@ -88,6 +89,7 @@ class FrameParser:
         if self._pos:
             del self._buf[: self._pos]
             self._consumed += self._pos
+            self._searched = max(0, self._searched - self._pos)
             self._pos = 0
         self._buf += data
 
@@ -116,11 +118,14 @@ class FrameParser:
                 pos += 1
             self._pos = pos
             offset = self._consumed + pos
-            end = buf.find(b"\n\n", pos, pos + self.max_header_bytes + 2)
+            # Resume where the last search stopped (one byte back: the "\n\n" may straddle reads).
+            end = buf.find(b"\n\n", max(pos, self._searched - 1), pos + self.max_header_bytes + 2)
             if end < 0:
                 if len(buf) - pos > self.max_header_bytes:
                     raise ProtocolError(f"no end of headers within {self.max_header_bytes} bytes", offset)
+                self._searched = len(buf)
                 return None
+            self._searched = 0
             headers = parse_headers(bytes(buf[pos:end]), offset)
             content_type = headers.get("Content-Type")
             if content_type is None:
