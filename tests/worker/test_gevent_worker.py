@@ -57,6 +57,7 @@ def assert_no_running_bookkeeping(queue: Queue) -> None:
     assert redis_client.keys("rq:execution:*") == []
     assert redis_client.keys("rq:executions:*") == []
     assert redis_client.keys("rq:worker:*:executions") == []
+    assert redis_client.llen(queue.intermediate_queue_key) == 0  # else RQ fails them as stuck after a minute
 
 
 def test_burst_runs_jobs_concurrently_and_leaves_rq_clean(queue: Queue) -> None:
@@ -190,3 +191,18 @@ def test_heartbeat_racing_a_job_end_leaves_no_stub_keys(queue: Queue) -> None:
     assert fetch(queue, job).get_status() == JobStatus.QUEUED
     assert queue.get_job_ids() == [job.id]
     assert_no_running_bookkeeping(queue)
+
+
+def test_several_queues_are_served_in_priority_order(queue: Queue) -> None:
+    low = Queue("calls-low", connection=queue.connection, serializer=JSONSerializer)
+    later = [low.enqueue(f"{JOBS}.nap", 0.05, n) for n in range(3)]
+    first = [queue.enqueue(f"{JOBS}.nap", 0.05, n) for n in range(3)]
+
+    GeventWorker([queue, low], connection=queue.connection, concurrency=1).work(burst=True)
+
+    finished = [fetch(queue, job) for job in first + later]
+    assert [job.get_status() for job in finished] == [JobStatus.FINISHED] * 6
+    started_at = [job.started_at for job in finished]
+    assert started_at == sorted(started_at)
+    assert_no_running_bookkeeping(queue)
+    assert_no_running_bookkeeping(low)
