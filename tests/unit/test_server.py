@@ -3,6 +3,7 @@ split; replies laid out byte for byte as the real switch sent them; events round
 
 from __future__ import annotations
 
+import itertools
 import string
 
 import pytest
@@ -127,3 +128,32 @@ def test_json_events_keep_unicode_and_body() -> None:
     event = parse_event(frame)
     assert event.body == "+OK é\n"
     assert event["Content-Length"] == str(len("+OK é\n".encode()))
+
+
+REPLY_TEXT = st.text(st.characters(codec="utf-8", exclude_characters="\r\n"), max_size=30)
+FRAMES = st.one_of(
+    st.builds(lambda t: ("command/reply", server.command_reply("+OK " + t), b""), REPLY_TEXT),
+    st.builds(lambda b: ("api/response", server.api_response(b), b.encode()), st.text(max_size=80)),
+    st.builds(lambda b: ("text/event-json", server.event_json([("Event-Name", "API")], b), None), st.text(max_size=40)),
+    st.just(("auth/request", server.auth_request(), b"")),
+    st.just(("text/disconnect-notice", server.disconnect_notice(), server.DISCONNECT_TEXT.encode())),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(FRAMES, min_size=1, max_size=8), st.lists(st.integers(0, 2000), max_size=10))
+def test_any_stream_of_switch_frames_in_any_chunking(
+    frames: list[tuple[str, bytes, bytes | None]], cuts: list[int]
+) -> None:
+    data = b"".join(raw for _, raw, _ in frames)
+    bounds = [0, *sorted(min(c, len(data)) for c in cuts), len(data)]
+    parser = FrameParser()
+    parsed = []
+    for start, end in itertools.pairwise(bounds):
+        parser.feed(data[start:end])
+        parsed.extend(parser)
+    assert parser.buffered == 0
+    assert [f.content_type for f in parsed] == [ct for ct, _, _ in frames]
+    for frame, (_, _, body) in zip(parsed, frames, strict=True):
+        if body is not None:
+            assert frame.body == body
