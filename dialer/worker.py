@@ -18,9 +18,9 @@ Timeouts are a ``gevent.Timeout`` raised inside the job's greenlet (``GeventDeat
 interrupt whichever greenlet happened to be running.
 
 Jobs and results are serialised with RQ's ``JSONSerializer`` (pickle in Redis is code execution for anyone
-who can write to Redis). Enqueuers must use it too::
+who can write to Redis). Enqueuers must use it too (``dialer.enqueue.enqueue_call`` does)::
 
-    Queue("calls", connection=redis, serializer=JSONSerializer).enqueue("jobs.call.place", payload)
+    Queue("calls", connection=redis, serializer=JSONSerializer).enqueue("jobs.calls.dial", payload)
 
 Shutdown. The first SIGTERM/SIGINT stops taking jobs and lets running ones finish for up to
 ``drain_timeout`` seconds; job code can see this with ``shutdown_requested()``. Jobs still running at the
@@ -29,7 +29,9 @@ their ``finally`` blocks run (hang up, release leases). A job that lets it propa
 execution is deleted and the same job (same id, args and meta) is put back at the front of its queue,
 QUEUED. Requeueing, rather than leaving the entry to expire, is deliberate: RQ's abandoned-job handling
 only requeues jobs that have retries left and fails the others, and only after the heartbeat TTL and the
-next maintenance run. The re-run finds its attempt already claimed and reconciles instead of dialling.
+next maintenance run. A call job run again finds its attempt already claimed and reconciles instead of
+dialling (DESIGN.md property 1). Code that catches ``ShutdownRequested`` and returns decides the outcome
+itself: the job is FINISHED with what it returned.
 A second signal (more than ``signal_debounce_seconds`` after the first, since Ctrl+C under a process
 manager delivers two at once) does the same at once, waits at most ``cold_grace_seconds`` and exits.
 """
@@ -175,7 +177,8 @@ class GeventWorker(Worker):
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         if drain_timeout < 0:
             raise ValueError(f"drain_timeout must not be negative, got {drain_timeout}")
-        kwargs.setdefault("serializer", JSONSerializer)
+        if kwargs.get("serializer") is None:  # also when RQ passes None explicitly (Worker.find_by_key)
+            kwargs["serializer"] = JSONSerializer
         kwargs.setdefault("log_job_description", False)  # descriptions show the arguments: phone numbers
         super().__init__(queues, name, **kwargs)
         self.concurrency = concurrency
@@ -459,7 +462,9 @@ class GeventWorker(Worker):
         name = signal.Signals(signum).name
         if not self._stop.is_set():
             self.request_warm_shutdown(name)
-        elif time.monotonic() - self._stop_monotonic >= self.signal_debounce_seconds:
+        elif time.monotonic() - self._stop_monotonic < self.signal_debounce_seconds:
+            log.info("repeated signal ignored", extra={"worker": self.name, "signal": name})
+        else:
             log.warning("cold shutdown", extra={"worker": self.name, "signal": name, "running": len(self._running)})
             self._cold.set()
 
