@@ -80,8 +80,8 @@ def test_background_job_bodies_are_the_originate_results(name: str) -> None:
         match = re.search(rf"origination_uuid=({UUID}).*sofia/gateway/(\w+)/", line)
         if match and line.startswith("bgapi "):
             originates[match.group(1)] = match.group(2)
-    jobs = list(map(parse_event, filter(Frame.is_event.fget, parse_frames(received(name)))))  # type: ignore[arg-type]
-    jobs = [e for e in jobs if e.name == "BACKGROUND_JOB" and e.get("Job-Command") == "originate"]
+    events = [parse_event(f) for f in parse_frames(received(name)) if f.is_event]
+    jobs = [e for e in events if e.name == "BACKGROUND_JOB" and e.get("Job-Command") == "originate"]
     assert jobs
     busy = name.startswith("busy_")
     checked = 0
