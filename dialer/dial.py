@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid as uuidlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +91,8 @@ class DialOptions:
     command_timeout: float = 5.0
     hangup_grace: float = 10.0  # after a deadline, how long the switch has to report the hangup
     max_call_seconds: float = 4 * 3600
+    #: Exceptions that mean "this process is shutting down": the call is handed back, not hung up.
+    hand_back_on: tuple[type[BaseException], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,7 @@ class CallSession:
         self.agent_answered = False
         self.agent_tries = 0
         self.agent_deadline: float | None = None
+        self.on_progress: Callable[[dict[str, str]], None] | None = None  # e.g. the RQ job's meta
 
     # ------------------------------------------------------------------ logging and records
 
@@ -144,6 +148,8 @@ class CallSession:
             {"event": trigger.value, "state": target.value, "at": _now()},
         )
         self._log("call state", trigger=trigger.value)
+        if self.on_progress is not None:
+            self.on_progress({"state": target.value, f"{target.value}_at": _now()})
 
     # ------------------------------------------------------------------ entry points
 
@@ -165,17 +171,40 @@ class CallSession:
             },
         )
         if claimed is not None:
-            # A re-run of this attempt (RQ retry, requeue, race): never dial again. Its owner, or the
-            # reaper once the owner's lease expires, finishes it; report what is known now.
-            self.switch.unroute(self.uuid)
-            self._log("attempt already claimed; not dialling", recorded_state=claimed.get("state"))
-            return claimed
+            return self._rerun(claimed)
+        handed_back = False
         try:
             self._originate_customer()
             self._follow()
+        except BaseException as exc:
+            if isinstance(exc, self.options.hand_back_on):
+                handed_back = True
+                self._hand_back()
+            raise
         finally:
-            self._cleanup()
+            if not handed_back:
+                self._cleanup()
         return self.store.record(self.call_id)
+
+    def _rerun(self, claimed: dict[str, str]) -> dict[str, str]:
+        """A re-run of a claimed attempt (RQ retry, a handed-back job, a race): never dial again.
+
+        Finished: report the outcome. Orphaned (its owner's lease expired or was handed back): adopt it
+        here and follow it to the end. Still owned by a live worker: report what is known now.
+        """
+        self._log("attempt already claimed; not dialling", recorded_state=claimed.get("state"))
+        if not claimed.get("outcome") and self.store.adopt(self.call_id, self.options.worker_id):
+            return self.adopt(self.store.record(self.call_id))
+        self.switch.unroute(self.uuid)
+        return claimed
+
+    def _hand_back(self) -> None:
+        """The worker is shutting down mid-call: leave the legs up and let another worker adopt the call
+        at once (its lease is expired now), instead of cutting off a customer."""
+        self._log("handing the call back")
+        self.switch.unroute(*(leg for leg in (self.uuid, self.agent_uuid) if leg))
+        self.store.expire_lease(self.call_id)
+        self.store.update(self.call_id, {}, {"event": "handed_back", "worker": self.options.worker_id})
 
     def adopt(self, record: dict[str, str]) -> dict[str, str]:
         """Finish an attempt whose worker died: ask the switch, never dial the customer again.

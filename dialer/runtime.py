@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import gevent
 
@@ -22,6 +22,7 @@ from dialer.dial import EVENTS, SUBCLASSES, CallSession, CallSpec, DialOptions, 
 from dialer.esl.errors import ConnectionLost
 from dialer.store import Store
 from dialer.switch import Switch
+from dialer.worker import ShutdownRequested
 from settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class Runtime:
             hold_music=settings.hold_music,
             abandon_message=settings.abandon_message,
             command_timeout=settings.esl_command_timeout,
+            hand_back_on=(ShutdownRequested,),
         )
         self.switches: list[Switch] = [
             Switch(
@@ -93,8 +95,9 @@ class Runtime:
         candidates: Sequence[Switch] = [s for s in self.switches if s.connected] or self.switches
         return candidates[zlib.crc32(call_id.encode()) % len(candidates)]
 
-    def place(self, spec: CallSpec) -> dict[str, str]:
+    def place(self, spec: CallSpec, on_progress: Callable[[dict[str, str]], None] | None = None) -> dict[str, str]:
         session = CallSession(spec, self.switch_for(spec.call_id), self.store, self.options)
+        session.on_progress = on_progress
         self.active[spec.call_id] = session
         try:
             return session.run()

@@ -218,6 +218,10 @@ class Store:
     def adopt(self, call_id: str, owner: str) -> bool:
         return bool(self._adopt(keys=[INFLIGHT, call_key(call_id)], args=[call_id, owner, str(self.lease_seconds)]))
 
+    def expire_lease(self, call_id: str) -> None:
+        """Make an in-flight call adoptable right away (its worker is handing it back)."""
+        self.redis.zadd(INFLIGHT, {call_id: 0}, xx=True)
+
     def in_flight(self) -> list[str]:
         return [_text(x) for x in self.redis.zrange(INFLIGHT, 0, -1)]
 
