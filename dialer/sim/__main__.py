@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 
@@ -39,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     gevent.signal_handler(signal.SIGINT, stop.set)
     stop.wait()
     simulator.stop()
-    print("dialer sim: stopped", flush=True)
+    with contextlib.suppress(OSError):  # whoever read our stdout may be gone already
+        print("dialer sim: stopped", flush=True)
     return 0
 
 

@@ -31,7 +31,7 @@ from .switch import Switch
 
 log = logging.getLogger(__name__)
 
-MAX_QUEUE_BYTES = 64 * 1024 * 1024
+MAX_QUEUE_BYTES = 256 * 1024 * 1024
 HEARTBEAT_SECONDS = 20.0
 FORMATS = ("plain", "json", "xml")
 
@@ -127,6 +127,9 @@ class Connection:
                 for command in parser:
                     if not self._dispatch(command):
                         break
+                # let writers drain between batches: a client pipelining thousands of originates
+                # must not starve the event listeners of the chance to send
+                gevent.sleep(0)
         except (OSError, ProtocolError):
             pass
         finally:
