@@ -125,7 +125,8 @@ class CallSession:
         self.agent_uuid: str | None = None
         self.agent_answered = False
         self.agent_tries = 0
-        self.agent_deadline: float | None = None
+        self.agent_deadline: float | None = None  # until when we look for a free agent
+        self.agent_ring_deadline = 0.0  # until when the agent we rang may answer
         self.on_progress: Callable[[dict[str, str]], None] | None = None  # e.g. the RQ job's meta
 
     # ------------------------------------------------------------------ logging and records
@@ -280,6 +281,10 @@ class CallSession:
             if now > give_up:
                 self._give_up(now > started + self.options.max_call_seconds + self.options.hangup_grace)
                 give_up = now + self.options.hangup_grace
+            ringing_agent = self.agent_uuid if self.agent is not None and not self.agent_answered else None
+            if ringing_agent is not None and now > self.agent_ring_deadline:
+                self._kill(ringing_agent, "ORIGINATOR_CANCEL")  # the switch did not end it in time
+                self._agent_failed("NO_ANSWER")
             if self.answered and not self.bridged and self.agent is None and self.agent_deadline is not None:
                 if now > self.agent_deadline:
                     self._abandon()
@@ -315,8 +320,16 @@ class CallSession:
 
     def _on_customer_event(self, event: Event) -> None:
         trigger = EVENT_TRIGGERS.get(event.name)
-        if trigger is None or trigger is Trigger.BRIDGE:
-            return  # the bridge is taken from the agent leg, where we know who answered
+        if trigger is None:
+            return
+        if trigger is Trigger.BRIDGE:
+            # FreeSWITCH fires CHANNEL_BRIDGE on the A leg only (the customer, first in uuid_bridge).
+            peer = event.bridge_b_uuid or event.other_leg_uuid
+            if peer is not None and peer == self.agent_uuid and not self.bridged:
+                self.bridged = True
+                self.agent_deadline = None
+                self._move(trigger, bridged_at=_now())
+            return
         if trigger is Trigger.HANGUP:
             answered_at = event.caller_time_us("Answered")
             self.answered = self.answered or bool(answered_at)
@@ -379,6 +392,7 @@ class CallSession:
                 self._agent_failed(f"originate failed: {exc}")
                 continue
             self._watch_job(job, self.agent_uuid, self.options.agent_ring_timeout)
+            self.agent_ring_deadline = time.monotonic() + self.options.agent_ring_timeout + 2.0
             self._move(Trigger.AGENT_DIALLED, agent=agent, agent_uuid=self.agent_uuid)
 
     def _on_agent_event(self, event: Event) -> None:
@@ -389,10 +403,6 @@ class CallSession:
                 self.call_id, {"agent_answered_at": _now()}, {"event": "agent_answer", "agent": self.agent}
             )
             self._api(dialstring.uuid_bridge(self.uuid, self.agent_uuid))
-        elif event.name == "CHANNEL_BRIDGE" and not self.bridged:
-            self.bridged = True
-            self.agent_deadline = None
-            self._move(Trigger.BRIDGE, bridged_at=_now())
         elif event.name == "CHANNEL_HANGUP_COMPLETE":
             if self.bridged:
                 self._log("agent hung up first; ending the call")

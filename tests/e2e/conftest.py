@@ -1,0 +1,124 @@
+"""End-to-end fixtures: the simulator as a real `dialer sim` process on a free port, the real Redis,
+and a dialer Runtime (the same object a worker process uses) talking to both over TCP."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gevent
+import pytest
+
+from dialer.runtime import Runtime
+from dialer.store import Store
+from dialer.switch import Switch
+from settings import FreeSwitchNode, Settings
+
+AGENTS = [
+    {"id": "1001", "answer_ms": 50},
+    {"id": "1002", "answer_ms": 50},
+    {"id": "1003", "answer_ms": None},  # never answers
+    {"id": "1004", "answer_ms": 50, "registered": False},
+]
+FAST = {"ring_ms": 10, "early_media_ms": 20, "answer_ms": 50}
+
+
+@dataclass
+class Sim:
+    port: int
+    process: subprocess.Popen[str]
+    control: Switch
+
+    def api(self, command: str) -> str:
+        return self.control.api(command, timeout=5)
+
+    def scenario(self, **overrides: Any) -> None:
+        scenario: dict[str, Any] = {"default": FAST, "agents": AGENTS}
+        scenario.update(overrides)
+        assert self.api("sim scenario " + json.dumps(scenario)).startswith("+OK")
+
+    def originates(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = json.loads(self.api("sim originates"))
+        return result
+
+
+def start_sim(extra: list[str] | None = None) -> tuple[int, subprocess.Popen[str]]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dialer.cli", "sim", "--port", "0", "--heartbeat", "1", *(extra or [])],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    match = re.search(r":(\d+)\s*$", line)
+    if not match:
+        process.kill()
+        pytest.fail(f"the simulator did not start: {line!r} {process.stderr.read() if process.stderr else ''}")
+    return int(match.group(1)), process
+
+
+@pytest.fixture
+def sim() -> Iterator[Sim]:
+    port, process = start_sim()
+    control = Switch("127.0.0.1", port, "ClueCon", name="control", events=("HEARTBEAT",), backoff_min=0.05)
+    assert control.start(wait=5)
+    simulator = Sim(port, process, control)
+    simulator.scenario()
+    yield simulator
+    control.stop()
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def settings_for(sim_port: int, redis_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "redis_url": redis_url,
+        "freeswitch": [FreeSwitchNode(name="sim", host="127.0.0.1", port=sim_port)],
+        "agent_wait_seconds": 1.0,
+        "agent_ring_timeout": 1,
+        "wrap_up_seconds": 0.0,
+        "call_lease_seconds": 3.0,
+        "reaper_interval_seconds": 0.5,
+        "esl_reconnect_min": 0.05,
+        "esl_reconnect_max": 0.2,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def make_runtime(sim: Sim, redis_url: str, redis_client: Any) -> Iterator[Any]:
+    runtimes: list[Runtime] = []
+
+    def make(worker_id: str = "test-worker", **overrides: Any) -> Runtime:
+        runtime = Runtime(settings_for(sim.port, redis_url, **overrides), worker_id=worker_id)
+        runtime.start(wait=5)
+        runtimes.append(runtime)
+        return runtime
+
+    yield make
+    for runtime in runtimes:
+        runtime.stop()
+
+
+def ready_agents(store: Store, *agent_ids: str, group: str = "default") -> None:
+    for agent_id in agent_ids:
+        store.add_agent(agent_id, group, f"user/{agent_id}")
+        store.set_agent_ready(agent_id)
+
+
+def run_all(jobs: list[gevent.Greenlet], timeout: float = 30) -> list[Any]:
+    gevent.joinall(jobs, timeout=timeout, raise_error=True)
+    assert all(job.ready() for job in jobs), "calls did not finish in time"
+    return [job.value for job in jobs]
+
+
+def here() -> Path:
+    return Path(__file__).parent

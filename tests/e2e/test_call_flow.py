@@ -1,0 +1,214 @@
+"""A call from claim to final record, over real TCP against the simulator process and a real Redis.
+
+Each test checks the dialer's own record and, where it matters, what the switch saw (its record of
+originates), so "dialled once" and "bridged" are measured on the switch's side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections import Counter
+from typing import Any
+
+import gevent
+import pytest
+
+from dialer.dial import CallSpec, leg_uuid
+from dialer.esl.errors import ConnectionLost
+from dialer.store import AgentState
+
+from .conftest import Sim, ready_agents, run_all
+
+
+def spec(contact: str, number: str = "+15551230000", **overrides: Any) -> CallSpec:
+    values: dict[str, Any] = {
+        "campaign": "e2e",
+        "contact_id": contact,
+        "attempt": 1,
+        "number": number,
+        "gateway": "pstn",
+        "caller_id_number": "+15550001111",
+        "ring_timeout": 5,
+    }
+    values.update(overrides)
+    return CallSpec(**values)
+
+
+def test_answered_call_is_bridged_to_an_agent_and_every_step_is_recorded(sim: Sim, make_runtime: Any) -> None:
+    sim.scenario(agents=[{"id": "1001", "answer_ms": 50, "talk_ms": 300}])
+    runtime = make_runtime()
+    ready_agents(runtime.store, "1001")
+    record = runtime.place(spec("c1"))
+    assert record["outcome"] == "completed"
+    assert record["agent"] == "1001"
+    for step in ("originated_at", "trying_at", "ringing_at", "early_media_at", "answered_at", "bridged_at", "ended_at"):
+        assert float(record[step]) > 0, step
+    assert float(record["ringing_at"]) <= float(record["answered_at"]) <= float(record["bridged_at"])
+    states = [entry.get("state") for entry in runtime.store.call_log("e2e:c1:1") if entry.get("state")]
+    assert states[:7] == ["originating", "trying", "ringing", "early_media", "answered", "connecting_agent", "bridged"]
+    customer = next(o for o in sim.originates() if o["uuid"] == record["uuid"])
+    assert customer["bridged_at"] is not None
+    agent = runtime.store.agent("1001")
+    assert agent["state"] in (AgentState.AVAILABLE.value, AgentState.WRAP_UP.value)
+    assert runtime.store.in_flight() == []
+
+
+@pytest.mark.parametrize(
+    ("number", "outcome", "cause", "sip"),
+    [
+        ("+15551230486", "busy", "USER_BUSY", "486"),
+        ("+15551230603", "rejected", "CALL_REJECTED", "603"),
+        ("+15551230404", "invalid-number", "UNALLOCATED_NUMBER", "404"),
+        ("+15551230503", "failed", "NORMAL_TEMPORARY_FAILURE", "503"),
+    ],
+)
+def test_unanswered_calls_get_the_outcome_of_their_sip_failure(
+    sim: Sim, make_runtime: Any, number: str, outcome: str, cause: str, sip: str
+) -> None:
+    runtime = make_runtime()
+    record = runtime.place(spec("c-" + number[-3:], number))
+    assert (record["outcome"], record["hangup_cause"], record["sip_status"]) == (outcome, cause, sip)
+    assert record["q850"] != ""
+    assert runtime.store.in_flight() == []
+
+
+def test_no_answer_ends_at_the_ring_timeout(sim: Sim, make_runtime: Any) -> None:
+    runtime = make_runtime()
+    record = runtime.place(spec("c-na", "+15551230408", ring_timeout=1))
+    assert record["outcome"] == "no-answer"
+    assert record["hangup_cause"] == "NO_ANSWER"
+
+
+def test_answering_machine_is_hung_up_and_recorded(sim: Sim, make_runtime: Any) -> None:
+    runtime = make_runtime()
+    ready_agents(runtime.store, "1001")
+    record = runtime.place(spec("c-am", "+15551230777"))
+    assert record["outcome"] == "machine"
+    assert runtime.store.agent("1001")["state"] == AgentState.AVAILABLE.value  # never offered
+
+
+def test_unknown_gateway_fails_without_a_channel(sim: Sim, make_runtime: Any) -> None:
+    runtime = make_runtime()
+    record = runtime.place(spec("c-gw", gateway="nosuchgw"))
+    assert record["outcome"] == "failed"
+    assert record["hangup_cause"] == "INVALID_GATEWAY"
+
+
+def test_answer_with_no_free_agent_is_abandoned_within_the_window(sim: Sim, make_runtime: Any) -> None:
+    runtime = make_runtime(agent_wait_seconds=0.5)
+    record = runtime.place(spec("c-ab"))
+    assert record["outcome"] == "abandoned"
+    waited = float(record["ended_at"]) - float(record["answered_at"])
+    assert waited < 2.0, f"the customer waited {waited:.2f} s for nobody"
+
+
+def test_agent_who_does_not_answer_is_skipped_for_the_next(sim: Sim, make_runtime: Any) -> None:
+    sim.scenario(agents=[{"id": "1003", "answer_ms": None}, {"id": "1001", "answer_ms": 50, "talk_ms": 200}])
+    runtime = make_runtime(agent_wait_seconds=3.0)
+    ready_agents(runtime.store, "1003")
+    gevent.sleep(0.01)
+    ready_agents(runtime.store, "1001")  # 1003 idles longest, so it is offered first
+    record = runtime.place(spec("c-next"))
+    assert record["outcome"] == "completed"
+    assert record["agent"] == "1001"
+    assert runtime.store.agent("1003")["missed"] == "1"
+    agent_legs = [o for o in sim.originates() if o["endpoint"].startswith("user/")]
+    assert [o["number"] for o in agent_legs] == ["1003", "1001"]
+
+
+def test_unregistered_agent_is_never_dialled(sim: Sim, make_runtime: Any) -> None:
+    sim.scenario(agents=[{"id": "1004", "answer_ms": 50, "registered": False}])
+    runtime = make_runtime(agent_wait_seconds=0.5)
+    ready_agents(runtime.store, "1004")
+    record = runtime.place(spec("c-unreg"))
+    assert record["outcome"] == "abandoned"
+    assert not [o for o in sim.originates() if o["endpoint"].startswith("user/")]
+    assert runtime.store.agent("1004")["state"] == AgentState.OFFLINE.value
+
+
+def test_customer_hanging_up_while_the_agent_rings_releases_the_agent(sim: Sim, make_runtime: Any) -> None:
+    sim.scenario(agents=[{"id": "1003", "answer_ms": None}])
+    runtime = make_runtime(agent_wait_seconds=10.0, agent_ring_timeout=10)
+    ready_agents(runtime.store, "1003")
+    record = runtime.place(spec("c-bye", "+15551230222"))  # this callee hangs up 2 s after answering
+    assert record["outcome"] == "abandoned"
+    assert record["hangup_cause"] == "NORMAL_CLEARING"
+    agent_leg = leg_uuid("e2e:c-bye:1", "agent-1")
+    assert sim.api(f"uuid_exists {agent_leg}") == "false"
+    assert runtime.store.agent("1003")["state"] == AgentState.AVAILABLE.value
+
+
+def test_agent_hanging_up_first_ends_the_customer_leg(sim: Sim, make_runtime: Any) -> None:
+    sim.scenario(agents=[{"id": "1001", "answer_ms": 50, "talk_ms": 200}])
+    runtime = make_runtime()
+    ready_agents(runtime.store, "1001")
+    record = runtime.place(spec("c-agentbye"))
+    assert record["outcome"] == "completed"
+    assert sim.api(f"uuid_exists {record['uuid']}") == "false"
+
+
+def test_a_rerun_of_the_same_attempt_never_dials_again(sim: Sim, make_runtime: Any) -> None:
+    runtime = make_runtime()
+    first = runtime.place(spec("c-rerun", "+15551230486"))
+    second = runtime.place(spec("c-rerun", "+15551230486"))
+    assert second["outcome"] == first["outcome"] == "busy"
+    dialled = [o for o in sim.originates() if o["uuid"] == first["uuid"]]
+    assert len(dialled) == 1
+
+
+def test_two_workers_racing_for_one_attempt_dial_once(sim: Sim, make_runtime: Any) -> None:
+    one, two = make_runtime("w1"), make_runtime("w2")
+    calls = [gevent.spawn(r.place, spec("c-race", "+15551230486")) for r in (one, two)]
+    run_all(calls)
+    assert len([o for o in sim.originates() if o["uuid"] == leg_uuid("e2e:c-race:1")]) == 1
+
+
+def test_two_hundred_calls_at_once_with_twenty_agents(sim: Sim, make_runtime: Any) -> None:
+    agents = [{"id": f"20{n:02d}", "answer_ms": 20, "talk_ms": 100} for n in range(20)]
+    sim.scenario(agents=agents, limits={"max_sessions": 1000, "sessions_per_second": 1000})
+    runtime = make_runtime(agent_wait_seconds=15.0)
+    ready_agents(runtime.store, *(a["id"] for a in agents))
+    calls = [gevent.spawn(runtime.place, spec(f"m{n}")) for n in range(200)]
+    records = run_all(calls, timeout=60)
+    outcomes = Counter(r["outcome"] for r in records)
+    assert outcomes["completed"] == 200, outcomes
+    # An agent talks to one customer at a time: the agents' bridged intervals never overlap.
+    by_agent: dict[str, list[tuple[float, float]]] = {}
+    for r in records:
+        by_agent.setdefault(r["agent"], []).append((float(r["bridged_at"]), float(r["ended_at"])))
+    for agent, spans in by_agent.items():
+        spans.sort()
+        for (_, end), (start, _) in itertools.pairwise(spans):
+            assert start >= end, f"agent {agent} had two customers at once"
+    assert runtime.store.in_flight() == []
+    assert {a["state"] for a in runtime.store.agents()} <= {"available", "wrap-up"}
+
+
+def test_esl_drop_mid_call_is_reconciled_and_the_call_completes(sim: Sim, make_runtime: Any) -> None:
+    sim.scenario(agents=[{"id": "1001", "answer_ms": 50, "talk_ms": 1500}])
+    runtime = make_runtime()
+    ready_agents(runtime.store, "1001")
+    call = gevent.spawn(runtime.place, spec("c-drop"))
+    deadline = gevent.Timeout(10)
+    with deadline:
+        while runtime.store.record("e2e:c-drop:1").get("state") != "bridged":
+            gevent.sleep(0.02)
+    sim.api("sim fault drop")
+    record = run_all([call])[0]
+    assert record["outcome"] == "completed"
+    assert any(entry.get("event") == "gap" for entry in runtime.store.call_log("e2e:c-drop:1"))
+    assert runtime.switches[0].stats.reconnects >= 1
+
+
+def test_call_that_ends_while_the_link_is_down_is_recorded_as_vanished(sim: Sim, make_runtime: Any) -> None:
+    runtime = make_runtime(agent_wait_seconds=30.0)
+    call = gevent.spawn(runtime.place, spec("c-vanish"))
+    with gevent.Timeout(10):
+        while runtime.store.record("e2e:c-vanish:1").get("state") != "answered":
+            gevent.sleep(0.02)
+    with contextlib.suppress(ConnectionLost):  # the restart drops our control connection too
+        sim.api("sim restart 0.3")  # every channel gone without a word, connections dropped
+    record = run_all([call])[0]
+    assert record["outcome"] == "abandoned"  # it had been answered, never bridged
+    assert "ESL link was down" in record["reason"]
