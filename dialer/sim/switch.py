@@ -289,7 +289,9 @@ class Switch:
         if leg.presence_id:
             self._presence(leg)
         self._state(leg, "CS_CONSUME_MEDIA")
-        self.after(leg, pending.timeout_s, self._originate_timeout, leg)
+        # leg_timeout ([] per leg) overrides the originate's timeout, as in switch_ivr_originate
+        timeout = _float(variables.get("leg_timeout") or variables.get("call_timeout"), pending.timeout_s)
+        self.after(leg, timeout, self._originate_timeout, leg)
         if agent is not None:
             self._dial_agent(leg, agent.config)
         else:

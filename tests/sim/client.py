@@ -23,6 +23,7 @@ class Client:
         self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
         self.parser = FrameParser()
         self._pending: list[Frame] = []
+        self._skipped: list[Frame] = []  # frames an until() passed over; a later until() may want them
         self.closed = False
 
     def close(self) -> None:
@@ -51,14 +52,19 @@ class Client:
         return self._pending.pop(0)
 
     def until(self, predicate: Callable[[Frame], bool], timeout: float | None = None) -> Frame:
+        for index, frame in enumerate(self._skipped):
+            if predicate(frame):
+                del self._skipped[index]
+                return frame
         with gevent.Timeout(timeout or self.timeout):
             while True:
                 frame = self.next_frame(timeout=None)
                 if predicate(frame):
                     return frame
+                self._skipped.append(frame)
 
     def reply(self) -> Frame:
-        """The next command/reply or api/response, skipping events."""
+        """The next command/reply or api/response (events are kept for later ``event()`` calls)."""
         return self.until(lambda f: not f.is_event)
 
     def auth(self, password: str = "ClueCon") -> Frame:
