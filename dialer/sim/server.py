@@ -337,15 +337,27 @@ class Simulator:
             connection.close()
 
     def restart(self, down_seconds: float = 0.0) -> None:
-        """As if FreeSWITCH restarted: connections dropped, channels gone without events, new Core-UUID."""
+        """As if FreeSWITCH restarted: connections dropped, channels gone without events, new Core-UUID.
+
+        The connections are dropped a moment later, so that ``api sim restart`` still gets its reply.
+        """
         self._down_until = time.monotonic() + down_seconds
-        self.drop_connections()
         self.switch.reset()
+        self._drop_soon()
+
+    def _drop_soon(self) -> None:
+        victims = list(self.connections)  # not the ones that connect after the fault
+
+        def drop() -> None:
+            for connection in victims:
+                connection.close()
+
+        gevent.spawn_later(0.05, drop)
 
     def fault(self, words: list[str]) -> str:
         if words[:1] == ["drop"]:
             # Reply first: the caller of ``sim fault drop`` is itself one of the dropped connections.
-            gevent.spawn_later(0.05, self.drop_connections)
+            self._drop_soon()
             return "+OK\n"
         if words[:1] == ["delay"] and len(words) == 2:
             self.reply_delay = float(words[1]) / 1000.0
