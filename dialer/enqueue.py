@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import redis
-from rq import Queue
+from rq import Queue, Retry
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
@@ -38,5 +38,7 @@ def enqueue_call(connection: redis.Redis[bytes], payload: Mapping[str, Any], que
         job_timeout=call.ring_timeout + MAX_CALL_SECONDS,
         result_ttl=7 * 86400,
         failure_ttl=7 * 86400,
+        # Safe to retry: a re-run finds the attempt claimed and never dials again (it reports or adopts).
+        retry=Retry(max=2),
         meta={"campaign": spec.campaign, "contact_id": spec.contact_id, "attempt": spec.attempt, "state": "queued"},
     )

@@ -66,12 +66,15 @@ class Runtime:
 
     @classmethod
     def current(cls) -> Runtime:
-        """The process's runtime, started on first use (inside the worker's gevent hub)."""
-        if cls._current is None:
-            runtime = cls(get_settings())
-            runtime.start()
-            cls._current = runtime
-        return cls._current
+        """The process's runtime (started by the worker; on first use otherwise)."""
+        return cls._current or cls.start_current(get_settings())
+
+    @classmethod
+    def start_current(cls, settings: Settings, worker_id: str | None = None, wait: float = 5.0) -> Runtime:
+        runtime = cls(settings, worker_id)
+        runtime.start(wait)
+        cls._current = runtime
+        return runtime
 
     def start(self, wait: float | None = None) -> None:
         for switch in self.switches:

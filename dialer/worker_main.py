@@ -43,10 +43,6 @@ def _configure_logging() -> None:
 
 
 def _parser(settings: Settings) -> argparse.ArgumentParser:
-    from dialer.worker import DEFAULT_DRAIN_TIMEOUT  # called after patching
-
-    # Until settings has a worker_drain_timeout, the worker's default stands in.
-    drain_timeout = float(getattr(settings, "worker_drain_timeout", DEFAULT_DRAIN_TIMEOUT))
     parser = argparse.ArgumentParser(prog="dialer worker", description="Run call jobs from RQ queues as greenlets.")
     parser.add_argument("--queues", default="calls", help="comma-separated queue names, in priority order")
     parser.add_argument(
@@ -57,7 +53,7 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     parser.add_argument(
         "--drain-timeout",
         type=float,
-        default=drain_timeout,
+        default=settings.worker_drain_timeout,
         help="seconds running jobs get to finish after SIGTERM before they are handed back (%(default)s)",
     )
     parser.add_argument("--name", default=None, help="worker name shown in RQ (default: random)")
@@ -71,10 +67,12 @@ def main(argv: list[str]) -> int:
     # Only now is it safe to import redis, rq and the modules that use them.
     import redis
 
+    from dialer.runtime import Runtime
     from dialer.worker import GeventWorker
     from settings import get_settings
 
-    args = _parser(get_settings()).parse_args(argv)
+    settings = get_settings()
+    args = _parser(settings).parse_args(argv)
     queues = [name.strip() for name in args.queues.split(",") if name.strip()]
     if not queues or args.concurrency < 1 or args.drain_timeout < 0:
         print("dialer worker: need at least one queue, --concurrency >= 1, --drain-timeout >= 0", file=sys.stderr)
@@ -82,10 +80,19 @@ def main(argv: list[str]) -> int:
     _configure_logging()
     log = logging.getLogger("dialer.worker")
     connection = redis.Redis.from_url(args.redis_url)
+    runtime = None
     try:
         worker = GeventWorker(
-            queues, args.name, connection=connection, concurrency=args.concurrency, drain_timeout=args.drain_timeout
+            queues,
+            args.name,
+            connection=connection,
+            concurrency=args.concurrency,
+            drain_timeout=args.drain_timeout,
+            heartbeat_grace=settings.worker_heartbeat_grace,
         )
+        # Connect to FreeSWITCH before taking the first call; the runtime's id is the worker's name,
+        # so a call record's owner is the worker shown in rq-dashboard.
+        runtime = Runtime.start_current(settings, worker_id=worker.name)
         worker.work(burst=args.burst, logging_level="INFO")
     except redis.RedisError as exc:  # the URL may hold a password: not logged
         log.error("redis unavailable", extra={"error": str(exc)})
@@ -93,4 +100,7 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:  # RQ refuses a name an active worker already has
         log.error("worker not started", extra={"error": str(exc)})
         return 1
+    finally:
+        if runtime is not None:
+            runtime.stop()
     return worker.exit_code

@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     call_lease_seconds: float = Field(30.0, ge=3, description="a dead worker's calls are adopted after this")
     reaper_interval_seconds: float = Field(5.0, gt=0)
     worker_concurrency: int = Field(500, ge=1, le=10000)
+    worker_drain_timeout: float = Field(20.0, ge=0, description="after SIGTERM, calls get this long to finish")
+    worker_heartbeat_grace: float = Field(60.0, ge=1, description="a dead worker's jobs count as abandoned after this")
 
     # Simulator (`dialer sim`)
     sim_host: str = "127.0.0.1"

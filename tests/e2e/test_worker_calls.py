@@ -1,0 +1,181 @@
+"""Calls through real `dialer worker` processes: RQ bookkeeping, and a worker killed mid-call."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+from rq import Queue
+from rq.job import JobStatus
+from rq.registry import FailedJobRegistry, StartedJobRegistry
+from rq.serializers import JSONSerializer
+
+from dialer.enqueue import CALL_QUEUE, enqueue_call
+from dialer.store import Store
+
+from .conftest import Sim, ready_agents
+
+pytestmark = pytest.mark.slow
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def workers(sim: Sim, redis_url: str, redis_client: redis.Redis) -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+
+    def start(name: str, **env_overrides: str) -> subprocess.Popen[str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "DIALER_REDIS_URL": redis_url,
+                "DIALER_FREESWITCH": json.dumps([{"name": "sim", "host": "127.0.0.1", "port": sim.port}]),
+                "DIALER_AGENT_WAIT_SECONDS": "5",
+                "DIALER_WRAP_UP_SECONDS": "0",
+                "DIALER_CALL_LEASE_SECONDS": "3",
+                "DIALER_REAPER_INTERVAL_SECONDS": "0.5",
+                "DIALER_WORKER_HEARTBEAT_GRACE": "2",
+            }
+        )
+        env.update(env_overrides)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dialer.cli", "worker", "--concurrency", "100", "--name", name],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+
+
+def payload(contact: str, number: str = "+15551230000") -> dict[str, Any]:
+    return {
+        "campaign": "wk",
+        "contact_id": contact,
+        "attempt": 1,
+        "number": number,
+        "gateway": "pstn",
+        "caller_id_number": "+15550001111",
+        "ring_timeout": 5,
+    }
+
+
+def stop(process: subprocess.Popen[str]) -> tuple[int, str]:
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    return process.returncode, stderr
+
+
+def test_a_burst_through_two_workers_finishes_every_job_and_leaves_rq_clean(
+    sim: Sim, workers: Callable[..., subprocess.Popen[str]], redis_client: redis.Redis
+) -> None:
+    sim.scenario(agents=[{"id": f"30{n:02d}", "answer_ms": 20, "talk_ms": 100} for n in range(10)])
+    ready_agents(Store(redis_client), *(f"30{n:02d}" for n in range(10)))
+    expected = {"+15551230000": "completed", "+15551230486": "busy", "+15551230404": "invalid-number"}
+    jobs = [enqueue_call(redis_client, payload(f"b{n}", number)) for n in range(20) for number in expected]
+    processes = [workers("w1"), workers("w2")]
+    wait_until(lambda: all(j.get_status(refresh=True) == JobStatus.FINISHED for j in jobs), 60, "every job FINISHED")
+    for job in jobs:
+        result = job.return_value()
+        assert result is not None
+        assert result["outcome"] == expected[job.args[0]["number"]]
+        assert job.get_meta(refresh=True)["outcome"] == result["outcome"]
+        assert job.description == f"call wk/{job.args[0]['contact_id']} attempt 1"
+    queue = Queue(CALL_QUEUE, connection=redis_client, serializer=JSONSerializer)
+    assert StartedJobRegistry(queue=queue).get_job_ids() == []
+    assert FailedJobRegistry(queue=queue).get_job_ids() == []
+    assert Store(redis_client).in_flight() == []
+    for process in processes:
+        code, stderr = stop(process)
+        assert code == 0, stderr
+        assert "Traceback" not in stderr
+
+
+def test_sigkill_mid_call_is_adopted_finished_and_never_dialled_twice(
+    sim: Sim, workers: Callable[..., subprocess.Popen[str]], redis_client: redis.Redis
+) -> None:
+    agents = [f"40{n:02d}" for n in range(5)]
+    sim.scenario(agents=[{"id": a, "answer_ms": 20, "talk_ms": 4000} for a in agents])
+    store = Store(redis_client)
+    ready_agents(store, *agents)
+    doomed = workers("doomed")
+    jobs = [enqueue_call(redis_client, payload(f"k{n}")) for n in range(5)]
+    call_ids = [f"wk:k{n}:1" for n in range(5)]
+    wait_until(lambda: all(store.record(c).get("state") == "bridged" for c in call_ids), 20, "all calls bridged")
+    doomed.kill()  # SIGKILL: no cleanup, no hand-back
+    doomed.wait(timeout=10)
+    rescuer = workers("rescuer")
+
+    # Within the lease (3 s) plus a reaper pass, the rescuer adopts the calls; they stay bridged and end
+    # when the agents hang up, with full hangup details.
+    wait_until(lambda: all(store.record(c).get("outcome") for c in call_ids), 30, "outcomes for all calls")
+    for call_id in call_ids:
+        record = store.record(call_id)
+        assert record["outcome"] == "completed", record
+        assert (record["adopted_from"], record["owner"]) == ("doomed", "rescuer")
+    originates = sim.originates()
+    customer_uuids = [store.record(c)["uuid"] for c in call_ids]
+    for uuid in customer_uuids:
+        assert sum(1 for o in originates if o["uuid"] == uuid) == 1
+    assert store.in_flight() == []
+    wait_until(lambda: {a["state"] for a in store.agents()} <= {"available", "wrap-up"}, 10, "agents released")
+
+    # RQ: the dead worker's jobs are abandoned once their heartbeat lapses; they are retried, and the
+    # re-run finds each attempt finished and reports it without dialling.
+    queue = Queue(CALL_QUEUE, connection=redis_client, serializer=JSONSerializer)
+    registry = StartedJobRegistry(queue=queue)
+
+    def cleaned() -> bool:
+        registry.cleanup()
+        return all(j.get_status(refresh=True) == JobStatus.FINISHED for j in jobs)
+
+    wait_until(cleaned, 30, "the dead worker's jobs re-run to FINISHED")
+    for job in jobs:
+        assert job.return_value()["outcome"] == "completed"  # type: ignore[index]
+    assert registry.get_job_ids() == []
+    assert FailedJobRegistry(queue=queue).get_job_ids() == []
+    assert len(sim.originates()) == len(originates)  # the re-runs dialled nobody
+    code, stderr = stop(rescuer)
+    assert code == 0, stderr
+
+
+def test_sigterm_hands_calls_back_and_another_worker_finishes_them(
+    sim: Sim, workers: Callable[..., subprocess.Popen[str]], redis_client: redis.Redis
+) -> None:
+    sim.scenario(agents=[{"id": "5001", "answer_ms": 20, "talk_ms": 3000}])
+    store = Store(redis_client)
+    ready_agents(store, "5001")
+    leaving = workers("leaving", DIALER_WORKER_DRAIN_TIMEOUT="0.5")
+    job = enqueue_call(redis_client, payload("t1"))
+    wait_until(lambda: store.record("wk:t1:1").get("state") == "bridged", 20, "the call bridged")
+    code, stderr = stop(leaving)
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
+    assert any(e.get("event") == "handed_back" for e in store.call_log("wk:t1:1"))
+    assert sim.api(f"uuid_exists {store.record('wk:t1:1')['uuid']}") == "true"  # the customer was not cut off
+    workers("taking-over")
+    wait_until(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, 30, "the handed-back job finished")
+    record = store.record("wk:t1:1")
+    assert record["outcome"] == "completed"
+    assert len([o for o in sim.originates() if o["uuid"] == record["uuid"]]) == 1
