@@ -352,7 +352,8 @@ class Switch:
     def _progress(self, leg: Leg) -> None:
         leg.progress_us = self.clock.stamp()[0]
         leg.network = True
-        leg.variables.setdefault("sip_to_tag", uuidlib.uuid4().hex[:12])
+        if "sip_call_id" not in leg.variables:
+            leg.set_progress_variables(SIP_PORTS.get(leg.gateway or "", 5070))
         self.fire("CHANNEL_PROGRESS", leg, variables=True,
                   calling=("switch_channel.c", "switch_channel_perform_mark_ring_ready_value", "1230"))  # fmt: skip
         self._callstate(leg, "RINGING")
@@ -360,7 +361,7 @@ class Switch:
     def _early_media(self, leg: Leg) -> None:
         leg.progress_media_us = self.clock.stamp()[0]
         leg.answer_state = "early"
-        leg.set_media_variables(SIP_PORTS.get(leg.gateway or "", 5070))
+        leg.set_early_media_variables()
         self.fire("CHANNEL_PROGRESS_MEDIA", leg, variables=True,
                   calling=("switch_channel.c", "switch_channel_perform_mark_pre_answered", "3652"))  # fmt: skip
         self._callstate(leg, "EARLY")
@@ -382,7 +383,7 @@ class Switch:
     def _answer(self, leg: Leg) -> None:
         if not leg.media:
             self._codec(leg)
-            leg.set_media_variables(SIP_PORTS.get(leg.gateway or "", 5070))
+        leg.set_media_variables()
         now = time.time()
         leg.answered_us = self.clock.stamp()[0]
         leg.answer_state = "answered"
@@ -530,7 +531,11 @@ class Switch:
         self.fire("CHANNEL_OUTGOING", b_leg,
                   calling=("switch_core_session.c", "switch_core_session_outgoing_channel", "768"))  # fmt: skip
         self._link(a_leg, b_leg)
-        b_leg.variables.update({"bridge_uuid": a_leg.uuid, "signal_bond": a_leg.uuid})
+        dialed = {"dialed_user": b_leg.user or b_leg.number, "dialed_domain": self.scenario.domain}
+        b_leg.variables.update({**dialed, "bridge_uuid": a_leg.uuid, "signal_bond": a_leg.uuid})
+        a_leg.variables.update(dialed)
+        a_leg.variables["originated_legs"] = f"ARRAY::{b_leg.uuid};{b_leg.channel_name};{b_leg.number}"
+        a_leg.variables["originate_causes"] = f"ARRAY::{b_leg.uuid};NONE"
         a_leg.variables.update({"bridge_uuid": b_leg.uuid, "signal_bond": b_leg.uuid})
         a_leg.variables.update({"originate_disposition": "SUCCESS", "DIALSTATUS": "SUCCESS"})
         self._bridge_events(a_leg, b_leg)
@@ -629,6 +634,7 @@ class Switch:
     def _unbridge(self, leg: Leg, other: Leg) -> None:
         a_leg, b_leg = (leg, other) if leg.other_type == "originatee" else (other, leg)
         a_leg.variables.update({"last_bridge_to": b_leg.uuid, "last_bridge_role": "originator"})
+        a_leg.variables["bridge_hangup_cause"] = b_leg.hangup_cause or "NORMAL_CLEARING"
         b_leg.variables["last_bridge_to"] = a_leg.uuid
         a_leg.bridged = b_leg.bridged = None
         self.fire("CHANNEL_UNBRIDGE", a_leg, before=self._bridge_ids(a_leg, b_leg), variables=True,
@@ -641,6 +647,9 @@ class Switch:
 
     def _fail(self, leg: Leg, cause: str, status: int, disposition: str) -> None:
         leg.sip_status, leg.disposition = status, disposition
+        if "sip_call_id" not in leg.variables:  # the final response still brings the dialog's details
+            leg.network = True
+            leg.set_progress_variables(SIP_PORTS.get(leg.gateway or "", 5070))
         self.hangup(leg, cause)
 
     def _originate_timeout(self, leg: Leg) -> None:
