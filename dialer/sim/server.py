@@ -201,12 +201,29 @@ class Connection:
             self._reply(command_reply("+OK bye"))
             self._queue(disconnect_notice())
             self._close_after_flush()
+        elif verb == "sendmsg":
+            self._reply(command_reply(self._sendmsg(argument, command.headers)))
         elif verb in ("linger", "nolinger"):
             self._reply(command_reply("-ERR not controlling a session"))
         elif verb == "auth":
             self._reply(command_reply("+OK accepted"))
         else:
             self._reply(command_reply("-ERR command not found"))
+
+    def _sendmsg(self, uuid: str, headers: dict[str, str]) -> str:
+        """``sendmsg <uuid>`` with ``call-command: hangup|execute`` (what inbound clients use)."""
+        switch = self.simulator.switch
+        leg = switch.channels.get(uuid.strip())
+        if leg is None:
+            return "-ERR invalid session id [" + uuid.strip() + "]"
+        command = headers.get("call-command", "")
+        if command == "hangup":
+            switch.hangup(leg, headers.get("hangup-cause", "NORMAL_CLEARING"))
+            return "+OK"
+        if command == "execute":
+            switch.run_application(leg, headers.get("execute-app-name", ""), headers.get("execute-app-arg", ""))
+            return "+OK"
+        return "-ERR invalid command"
 
     def _filter(self, argument: str) -> str:
         filters = self.subscription.filters

@@ -471,6 +471,11 @@ class Switch:
         else:
             self.after(leg, 0.0, self._app_done, leg, "")
 
+    def run_application(self, leg: Leg, application: str, args: str) -> None:
+        """An application sent by ``sendmsg execute``: it interrupts the park, as in FreeSWITCH."""
+        self._unpark(leg)
+        self._execute(leg, application, args)
+
     def _app_done(self, leg: Leg, response: str) -> None:
         self._execute_complete(leg, response)
         self.hangup(leg, "NORMAL_CLEARING")  # the end of a one-application dialplan
@@ -676,10 +681,17 @@ class Switch:
         self.fire("CHANNEL_HANGUP", leg, variables=True,
                   calling=("switch_channel.c", "switch_channel_perform_hangup", "3081"))  # fmt: skip
         peer = leg.bridged
+        b_side_peer: Leg | None = None
         if peer is not None:
             leg.bridged = peer.bridged = None  # the peer's own hangup must not come back here
-            self.hangup(peer, "NORMAL_CLEARING")
-            self._unbridge(leg, peer)
+            if leg.other_type == "originator":
+                # The B leg went first: the A leg's bridge ends now, and the A leg hangs up once
+                # this leg is gone (nothing follows the bridge in its dialplan).
+                self._unbridge(peer, leg)
+                b_side_peer = peer
+            else:
+                self.hangup(peer, "NORMAL_CLEARING")
+                self._unbridge(leg, peer)
         self._unpark(leg)
         self._state(leg, "CS_HANGUP")
         self._callstate(leg, "HANGUP")
@@ -704,6 +716,16 @@ class Switch:
                   calling=("switch_core_session.c", "switch_core_session_perform_destroy", "1584"))  # fmt: skip
         self._state(leg, "CS_DESTROY")
         self.channels.pop(leg.uuid, None)
+        if b_side_peer is not None:
+            self._after_bridge(b_side_peer)
+
+    def _after_bridge(self, leg: Leg) -> None:
+        """The A leg after its B leg hung up: back to park if asked, else the end of its dialplan."""
+        self._execute_complete(leg)
+        if leg.variables.get("park_after_bridge") == "true":
+            self._execute(leg, "park", "")
+        else:
+            self.hangup(leg, "NORMAL_CLEARING")
 
     def hupall(self, cause: str) -> None:
         for leg in list(self.channels.values()):

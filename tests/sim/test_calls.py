@@ -278,3 +278,32 @@ def test_uuid_bridge_and_originate_to_a_registered_agent(sim: Simulator, connect
     assert client.api("uuid_bridge 3b429808-69d7-437c-8af1-c68538a0dafb 372cc24c-5eae-490a-baf3-d20f0f944442") == (
         "-ERR Invalid uuid\n"
     )
+
+
+def test_agent_hangup_ends_the_customer_bridge_before_the_customer_hangs_up(make_sim: Callable[..., Simulator]) -> None:
+    sim = make_sim(scenario(agents=(Agent(id="1004", answer_ms=5, talk_ms=20),)))
+    with Client(sim.port) as client:
+        client.auth()
+        client.command("event json ALL")
+        channel, _ = originate(client, "{ignore_early_media=true}sofia/gateway/pstn/15551230000")
+        client.event("CHANNEL_PARK", channel)
+        client.api(f"uuid_transfer {channel} bridge:user/1004 inline")
+        client.event("CHANNEL_DESTROY", channel)
+    names = [e.name for e in client.events() if e.unique_id == channel]
+    tail = names[names.index("CHANNEL_UNBRIDGE") :]
+    assert tail[:3] == ["CHANNEL_UNBRIDGE", "CHANNEL_EXECUTE_COMPLETE", "CHANNEL_HANGUP"]
+    assert tail[-3:] == ["CHANNEL_HANGUP_COMPLETE", "CHANNEL_DESTROY", "CHANNEL_STATE"]
+
+
+def test_sendmsg_hangup_and_execute(sim: Simulator, connect: Connect) -> None:
+    client = connect()
+    channel, _ = originate(client, "{ignore_early_media=true}sofia/gateway/pstn/15551230000")
+    client.event("CHANNEL_PARK", channel)
+    execute = "call-command: execute\nexecute-app-name: playback\nexecute-app-arg: /tmp/x.wav"
+    client.send(f"sendmsg {channel}\n{execute}\n\n")
+    assert client.reply().reply_text == "+OK"
+    client.send(f"sendmsg {channel}\ncall-command: hangup\nhangup-cause: CALL_REJECTED\n\n")
+    assert client.reply().reply_text == "+OK"
+    assert client.event("CHANNEL_HANGUP_COMPLETE", channel).hangup_cause == "CALL_REJECTED"
+    apps = [(e["Application"], e.get("Application-Data")) for e in client.events() if e.name == "CHANNEL_EXECUTE"]
+    assert apps == [("park", None), ("playback", "/tmp/x.wav")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -174,7 +175,12 @@ def test_scenario_file_is_validated() -> None:
         Scenario.model_validate({"rules": [{"match": "[", "callee": {}}]})
     with pytest.raises(ValidationError):
         Scenario.model_validate({"defualt": {}})
-    assert Callee(jitter_ms=0).delay(250, __import__("random").Random(1)) == 0.25
+    rng = random.Random(7)
+    assert Callee(jitter_ms=0).delay(250, rng) == 0.25
+    delays = {Callee(jitter_ms=100).delay(250, rng) for _ in range(200)}
+    assert min(delays) >= 0.15
+    assert max(delays) <= 0.35
+    assert len(delays) > 50
 
 
 # ---------------------------------------------------------------------------- faults
