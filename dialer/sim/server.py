@@ -289,6 +289,8 @@ class Simulator:
             self._heartbeat.kill()
             self._heartbeat = None
         if self._server is not None:
+            self._server.close()  # no new connections; then end the open ones so their handlers return
+            self.drop_connections()
             self._server.stop(timeout=1)
             self._server = None
         self.drop_connections()

@@ -804,6 +804,11 @@ class Switch:
             for timer in leg.timers:
                 timer.close()
             leg.timers.clear()
+            pending = leg.job
+            if isinstance(pending, PendingOriginate) and pending.job_uuid is None and pending.bridge_from is None:
+                # a blocking ``api originate`` must not wait forever for a channel that no longer exists
+                pending.done = True
+                pending.reply("-ERR SYSTEM_SHUTDOWN\n")
         self.channels.clear()
         self.core_uuid = str(uuidlib.uuid4())
         self.started = time.time()
