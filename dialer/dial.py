@@ -136,6 +136,10 @@ class CallSession:
         fields.update(extra)
         log.info(message, extra=fields)
 
+    def _note(self, event: str, **fields: str) -> None:
+        """Add a line to the call's log stream (what an operator reads with ``dialer call --wait``)."""
+        self.store.update(self.call_id, {}, {"event": event, "at": _now(), **fields})
+
     def _move(self, trigger: Trigger, **fields: str) -> None:
         """Apply a trigger; record the transition, or that it did not fit, in the call's log."""
         target = next_state(self.state, trigger)
@@ -205,7 +209,7 @@ class CallSession:
         self._log("handing the call back")
         self.switch.unroute(*(leg for leg in (self.uuid, self.agent_uuid) if leg))
         self.store.expire_lease(self.call_id)
-        self.store.update(self.call_id, {}, {"event": "handed_back", "worker": self.options.worker_id})
+        self._note("handed_back", worker=self.options.worker_id)
 
     def adopt(self, record: dict[str, str]) -> dict[str, str]:
         """Finish an attempt whose worker died: ask the switch, never dial the customer again.
@@ -373,6 +377,7 @@ class CallSession:
             contact = self._api(dialstring.sofia_contact(agent, self.options.agent_domain))
             if contact is None or contact.startswith("error/"):
                 self._log("agent not registered; skipped", agent=agent, contact=contact)
+                self._note("agent_not_registered", agent=agent)
                 self.store.release_agent(agent, self.call_id, state=AgentState.OFFLINE)
                 continue
             self.agent_tries += 1
@@ -416,6 +421,7 @@ class CallSession:
 
     def _agent_failed(self, cause: str) -> None:
         self._log("agent did not answer", agent=self.agent, cause=cause)
+        self._note("agent_no_answer", agent=self.agent or "", cause=cause)
         self._release_agent(missed=True)
         self.agent_deadline = time.monotonic() + self.options.agent_wait  # look for the next one
 
@@ -430,6 +436,7 @@ class CallSession:
         self._log("no agent within the window; abandoning", tries=self.agent_tries)
         self.agent_deadline = None
         self.reason = "no agent answered within the window"
+        self._note("abandoned", reason=self.reason)
         if self.options.abandon_message:
             self._api(dialstring.uuid_broadcast(self.uuid, self.options.abandon_message, "aleg"))
             self._api(dialstring.sched_hangup(self.uuid, 5, "NORMAL_CLEARING"))
@@ -441,7 +448,7 @@ class CallSession:
     def _reconcile_gap(self) -> None:
         """After a reconnect events may have been lost: if the customer leg is gone, end the call now."""
         exists = self._api(dialstring.uuid_exists(self.uuid))
-        self.store.update(self.call_id, {}, {"event": "gap", "leg_exists": str(exists)})
+        self._note("gap", leg_exists=str(exists))
         if exists == "false":
             self.customer_up = False
             self.reason = "the channel ended while the ESL link was down; hangup details were not seen"
