@@ -307,3 +307,49 @@ def test_sendmsg_hangup_and_execute(sim: Simulator, connect: Connect) -> None:
     assert client.event("CHANNEL_HANGUP_COMPLETE", channel).hangup_cause == "CALL_REJECTED"
     apps = [(e["Application"], e.get("Application-Data")) for e in client.events() if e.name == "CHANNEL_EXECUTE"]
     assert apps == [("park", None), ("playback", "/tmp/x.wav")]
+
+
+def test_uuid_kill_while_ringing_cancels_the_originate(make_sim: Callable[..., Simulator]) -> None:
+    sim = make_sim(scenario(Rule(callee=Callee(outcome="no_answer", ring_ms=1))))
+    with Client(sim.port) as client:
+        client.auth()
+        client.command("event json ALL")
+        channel, job = originate(client, "sofia/gateway/pstn/15551230000")
+        client.event("CHANNEL_PROGRESS", channel)
+        assert client.api(f"uuid_kill {channel}") == "+OK\n"
+        assert job_result(client, job) == "-ERR NORMAL_CLEARING\n"
+        complete = client.event("CHANNEL_HANGUP_COMPLETE", channel)
+    assert (complete.hangup_disposition, complete.sip_status, complete.variable("billsec")) == ("send_cancel", 487, "0")
+
+
+@pytest.mark.parametrize(
+    ("destination", "cause"), [("hangup:USER_BUSY", "USER_BUSY"), ("playback:/tmp/x.wav", "NORMAL_CLEARING")]
+)
+def test_inline_transfer_runs_the_application(sim: Simulator, connect: Connect, destination: str, cause: str) -> None:
+    client = connect()
+    channel, _ = originate(client, "{ignore_early_media=true}sofia/gateway/pstn/15551230000")
+    client.event("CHANNEL_PARK", channel)
+    assert client.api(f"uuid_transfer {channel} {destination} inline") == "+OK\n"
+    assert client.event("CHANNEL_HANGUP_COMPLETE", channel).hangup_cause == cause
+
+
+def test_originate_with_bridge_application_connects_customer_and_agent(sim: Simulator, connect: Connect) -> None:
+    client = connect()
+    channel, job = originate(client, "{ignore_early_media=true}sofia/gateway/pstn/15551230000", "&bridge(user/1001)")
+    assert job_result(client, job) == f"+OK {channel}\n"
+    bridge = client.event("CHANNEL_BRIDGE", channel)
+    record = {r["uuid"]: r for r in json.loads(client.api("sim originates"))}
+    assert record[bridge.bridge_b_uuid]["endpoint"] == "user/1001"
+
+
+def test_agent_originate_naming_the_customer_leg_counts_as_a_bridge_request(sim: Simulator, connect: Connect) -> None:
+    client = connect()
+    customer, _ = originate(client, "{ignore_early_media=true}sofia/gateway/pstn/15551230000")
+    client.event("CHANNEL_PARK", customer)
+    before = {r["uuid"]: r for r in json.loads(client.api("sim originates"))}
+    assert before[customer]["bridge_requested_at"] is None
+    _, job = originate(client, f"{{ignore_early_media=true,dialer_customer={customer}}}user/1001")
+    job_result(client, job)
+    after = {r["uuid"]: r for r in json.loads(client.api("sim originates"))}
+    assert after[customer]["bridge_requested_at"] >= after[customer]["answered_at"]
+    assert after[customer]["answer_to_bridge_ms"] >= 0
