@@ -39,13 +39,15 @@ class Record:
     by_uuid: dict[str, OriginateRecord] = field(default_factory=dict)
     limit: int = 200_000  # a long load test must not grow memory without bound
 
-    def add(self, entry: OriginateRecord) -> None:
+    def add(self, entry: OriginateRecord, *, live: bool = True) -> None:
+        """Append an attempt; ``live`` ones (a channel exists) are also found by uuid."""
         if len(self.originates) >= self.limit:
             dropped = self.originates.popleft()
             if self.by_uuid.get(dropped.uuid) is dropped:
                 del self.by_uuid[dropped.uuid]
         self.originates.append(entry)
-        self.by_uuid.setdefault(entry.uuid, entry)
+        if live:
+            self.by_uuid[entry.uuid] = entry
 
     def get(self, uuid: str) -> OriginateRecord | None:
         return self.by_uuid.get(uuid)

@@ -215,8 +215,7 @@ class Switch:
         except DialError as exc:
             reply(f"-ERR {exc.cause}\n")
             return
-        for text in (argument,):
-            self._note_bridge_request(text)
+        self._note_bridge_request(argument)
         timeout = _float(request.variables.get("originate_timeout"), 60.0)
         pending = PendingOriginate(
             request, argument, reply, job_uuid, list(request.targets),
@@ -236,23 +235,37 @@ class Switch:
             self._try_next(pending)
 
     def _start_leg(self, pending: PendingOriginate, target: Target) -> str | None:
-        """Create and start dialling one leg; returns a cause when it fails before any channel exists."""
+        """Record the attempt, then create and dial the leg; a cause when no channel could be created.
+
+        Every attempt is recorded, refused ones too (with their ``-ERR``), so a test can see a dial
+        that the switch refused as well as one it placed.
+        """
         variables = {**pending.request.variables, **target.variables}
+        uuid = variables.get("origination_uuid") or str(uuidlib.uuid4())
+        endpoint = f"gateway/{target.name}" if target.kind == "gateway" else f"user/{target.name}"
+        entry = OriginateRecord(time.time(), uuid, target.number, endpoint, dict(variables), pending.job_uuid)
+        cause = self._refusal(target, uuid)
+        self.record.add(entry, live=cause is None)
+        if cause is not None:
+            entry.result = f"-ERR {cause}"
+            return cause
+        self._create_leg(pending, target, variables, uuid)
+        return None
+
+    def _refusal(self, target: Target, uuid: str) -> str | None:
+        """Why no session can be created for this target, as the cause FreeSWITCH reports, or None."""
         if target.kind == "gateway" and target.name not in self.gateways:
             return "INVALID_GATEWAY"
-        agent: AgentState | None = None
         if target.kind == "user":
             agent = self.agents.get(target.name)
             if agent is None or not agent.registered:
-                self._record(pending, target, variables, variables.get("origination_uuid") or str(uuidlib.uuid4()))
-                self.record.originates[-1].result = "-ERR USER_NOT_REGISTERED"
                 return "USER_NOT_REGISTERED"
-        uuid = variables.get("origination_uuid") or str(uuidlib.uuid4())
         if uuid in self.channels:  # "Duplicate UUID!": the session cannot be created
             return LIMIT_CAUSE
-        refused = self._admit()
-        if refused is not None:
-            return refused
+        return self._admit()
+
+    def _create_leg(self, pending: PendingOriginate, target: Target, variables: dict[str, str], uuid: str) -> None:
+        agent = self.agents.get(target.name) if target.kind == "user" else None
         now_us = self.clock.stamp()[0]
         if agent is not None:
             domain = target.domain or self.scenario.domain
@@ -276,7 +289,6 @@ class Switch:
         self.channels[uuid] = leg
         self.sessions_since_startup += 1
         self.peak_sessions = max(self.peak_sessions, len(self.channels))
-        self._record(pending, target, variables, uuid)
         port = SIP_PORTS.get(target.name, 5070 if agent else 5090)
         leg.set_create_variables(port)
         self.fire("CHANNEL_OUTGOING", leg,
@@ -296,11 +308,6 @@ class Switch:
             self._dial_agent(leg, agent.config)
         else:
             self._dial_callee(leg, leg.callee or Callee())
-        return None
-
-    def _record(self, pending: PendingOriginate, target: Target, variables: dict[str, str], uuid: str) -> None:
-        endpoint = f"gateway/{target.name}" if target.kind == "gateway" else f"user/{target.name}"
-        self.record.add(OriginateRecord(time.time(), uuid, target.number, endpoint, dict(variables), pending.job_uuid))
 
     def _dial_callee(self, leg: Leg, callee: Callee) -> None:
         outcome = callee.outcome
@@ -433,8 +440,6 @@ class Switch:
             leg.job = None
         body = f"+OK {leg.uuid}\n" if leg is not None and cause is None else f"-ERR {cause}\n"
         entry = self.record.get(leg.uuid) if leg is not None else None
-        if entry is None and self.record.originates and self.record.originates[-1].job_uuid == pending.job_uuid:
-            entry = self.record.originates[-1]
         if entry is not None and not entry.result:
             entry.result = body.strip()
         if pending.bridge_from is None:
@@ -707,6 +712,8 @@ class Switch:
         pending = leg.job
         if isinstance(pending, PendingOriginate):
             leg.job = None
+            if entry is not None and not entry.result:
+                entry.result = f"-ERR {cause}"  # this leg failed, whatever the next failover leg does
             pending.causes.append(cause)
             if pending.targets and not pending.done:
                 self._try_next(pending)

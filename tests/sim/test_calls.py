@@ -153,6 +153,8 @@ def test_failover_tries_the_next_leg_after_a_failure(make_sim: Callable[..., Sim
     assert body.startswith("+OK ")
     numbers = [e["Caller-Destination-Number"] for e in client.events() if e.name == "CHANNEL_CREATE"]
     assert numbers == ["15550000486", "15550000001"]
+    results = [(r["number"], r["result"][:4]) for r in sim.originates()]
+    assert results == [("15550000486", "-ERR"), ("15550000001", "+OK ")]
 
 
 def test_blocking_api_originate_holds_events_until_its_reply(sim: Simulator, connect: Connect) -> None:

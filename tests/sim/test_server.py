@@ -155,6 +155,8 @@ def test_record_lists_every_originate_with_its_variables(sim: Simulator, connect
     assert entry["variables"]["ignore_early_media"] == "true"
     assert entry["result"] == f"+OK {channel}"
     assert entry["answered_at"] >= entry["time"]
+    [refused] = [r for r in record if r["endpoint"] == "gateway/nosuchgw"]
+    assert (refused["number"], refused["result"]) == ("15551230001", "-ERR INVALID_GATEWAY")
     assert sim.originates() == record
     assert client.api("sim clear") == "+OK\n"
     assert json.loads(client.api("sim originates")) == []
