@@ -33,7 +33,8 @@ next maintenance run. A call job run again finds its attempt already claimed and
 dialling (DESIGN.md property 1). Code that catches ``ShutdownRequested`` and returns decides the outcome
 itself: the job is FINISHED with what it returned.
 A second signal (more than ``signal_debounce_seconds`` after the first, since Ctrl+C under a process
-manager delivers two at once) does the same at once, waits at most ``cold_grace_seconds`` and exits.
+manager delivers two at once) raises ``ColdShutdown`` instead (call jobs hang up rather than hand the call
+over), hands the jobs back all the same, waits at most ``cold_grace_seconds`` and exits.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ from rq.timeouts import BaseDeathPenalty, JobTimeoutException
 from rq.utils import now
 from rq.worker import DequeueStrategy, Worker, WorkerStatus
 
-__all__ = ["GeventDeathPenalty", "GeventWorker", "ShutdownRequested", "shutdown_requested"]
+__all__ = ["ColdShutdown", "GeventDeathPenalty", "GeventWorker", "ShutdownRequested", "shutdown_requested"]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,11 @@ class ShutdownRequested(BaseException):
     A ``BaseException`` so that ``except Exception`` in job code cannot swallow it. Let it propagate and
     the worker requeues the job; return normally instead and the job is recorded as FINISHED.
     """
+
+
+class ColdShutdown(BaseException):
+    """Raised inside a job's greenlet on a second SIGTERM/SIGINT: stop now. Call jobs hang up (rather
+    than hand the call back, as on :class:`ShutdownRequested`), and the job is requeued all the same."""
 
 
 class _JobStopped(BaseException):
@@ -350,7 +356,7 @@ class GeventWorker(Worker):
         except Exception:  # as RQ: a failing success callback or bookkeeping step fails the job
             exc_info = sys.exc_info()  # type: ignore[assignment]
         error = exc_info[1]
-        if isinstance(error, ShutdownRequested):
+        if isinstance(error, ShutdownRequested | ColdShutdown):
             self.hand_back(running)
         elif isinstance(error, _JobStopped):
             job.ended_at = now()
@@ -502,7 +508,7 @@ class GeventWorker(Worker):
             return
         if not self._cold.is_set():
             self.on_drain_timeout(self.running_jobs)
-        self._stop_running_jobs(ShutdownRequested)
+        self._stop_running_jobs(ColdShutdown if self._cold.is_set() else ShutdownRequested)
         if self._cold.is_set():
             self._idle.wait(timeout=self.cold_grace_seconds)
         else:

@@ -179,3 +179,24 @@ def test_sigterm_hands_calls_back_and_another_worker_finishes_them(
     record = store.record("wk:t1:1")
     assert record["outcome"] == "completed"
     assert len([o for o in sim.originates() if o["uuid"] == record["uuid"]]) == 1
+
+
+def test_a_second_sigterm_hangs_up_and_exits(
+    sim: Sim, workers: Callable[..., subprocess.Popen[str]], redis_client: redis.Redis
+) -> None:
+    sim.scenario(agents=[{"id": "5101", "answer_ms": 20, "talk_ms": 30000}])
+    store = Store(redis_client)
+    ready_agents(store, "5101")
+    worker = workers("cold", DIALER_WORKER_DRAIN_TIMEOUT="60")
+    enqueue_call(redis_client, payload("cold1"))
+    wait_until(lambda: store.record("wk:cold1:1").get("state") == "bridged", 20, "the call bridged")
+    worker.send_signal(signal.SIGTERM)
+    time.sleep(1.2)  # a second signal within 1 s counts as the same Ctrl+C (signal_debounce_seconds)
+    worker.send_signal(signal.SIGTERM)
+    _, stderr = worker.communicate(timeout=20)
+    assert worker.returncode == 1  # cold shutdown
+    assert "Traceback" not in stderr
+    record = store.record("wk:cold1:1")
+    assert record["outcome"] == "completed"
+    assert sim.api(f"uuid_exists {record['uuid']}") == "false"
+    assert store.agent("5101")["state"] in ("available", "wrap-up")
