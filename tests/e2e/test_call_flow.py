@@ -16,9 +16,11 @@ import pytest
 
 from dialer.dial import CallSpec, leg_uuid
 from dialer.esl.errors import ConnectionLost
+from dialer.runtime import Runtime
 from dialer.store import AgentState
+from settings import FreeSwitchNode
 
-from .conftest import Sim, ready_agents, run_all
+from .conftest import Sim, ready_agents, run_all, settings_for, start_sim
 
 
 def spec(contact: str, number: str = "+15551230000", **overrides: Any) -> CallSpec:
@@ -212,3 +214,28 @@ def test_call_that_ends_while_the_link_is_down_is_recorded_as_vanished(sim: Sim,
     record = run_all([call])[0]
     assert record["outcome"] == "abandoned"  # it had been answered, never bridged
     assert "ESL link was down" in record["reason"]
+
+
+def test_calls_spread_over_several_nodes_each_call_on_one(sim: Sim, redis_url: str, redis_client: Any) -> None:
+    port2, process2 = start_sim()
+    try:
+        settings = settings_for(sim.port, redis_url)
+        settings.freeswitch = [
+            FreeSwitchNode(name="fs-a", port=sim.port),
+            FreeSwitchNode(name="fs-b", port=port2),
+        ]
+        runtime = Runtime(settings, worker_id="multi")
+        runtime.start(wait=5)
+        try:
+            records = run_all([gevent.spawn(runtime.place, spec(f"n{n}", "+15551230486")) for n in range(20)])
+            assert Counter(r["node"] for r in records).keys() == {"fs-a", "fs-b"}
+            assert all(r["outcome"] == "busy" for r in records)
+            on_a = {o["uuid"] for o in sim.originates()}
+            for r in records:
+                assert (r["uuid"] in on_a) == (r["node"] == "fs-a")
+            assert len(runtime.switches) == 2  # one ESL connection per node in this process
+        finally:
+            runtime.stop()
+    finally:
+        process2.terminate()
+        process2.wait(timeout=10)
