@@ -72,6 +72,9 @@ class CallSpec:
     caller_id_name: str | None = None
     ring_timeout: int = 30
     variables: dict[str, str] = field(default_factory=dict)
+    fallback_gateways: tuple[str, ...] = ()  # tried in order after a network failure on ``gateway``
+    campaign_cps: float | None = None  # the campaign's pacing limits (global and per gateway: settings)
+    campaign_max_concurrent: int | None = None
 
     @property
     def call_id(self) -> str:

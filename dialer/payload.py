@@ -59,6 +59,9 @@ class CallPayload(BaseModel):
     agent_group: str = Field("default", pattern=IDENTIFIER)
     ring_timeout: int = Field(30, ge=5, le=300)
     variables: Annotated[dict[str, str], AfterValidator(_variables)] = Field(default_factory=dict, max_length=20)
+    fallback_gateways: list[Annotated[str, AfterValidator(_gateway)]] = Field(default_factory=list, max_length=5)
+    campaign_cps: float | None = Field(None, gt=0, le=1000)
+    campaign_max_concurrent: int | None = Field(None, ge=1, le=100_000)
 
     def to_spec(self) -> CallSpec:
         return CallSpec(
@@ -72,4 +75,7 @@ class CallPayload(BaseModel):
             agent_group=self.agent_group,
             ring_timeout=self.ring_timeout,
             variables=dict(self.variables),
+            fallback_gateways=tuple(self.fallback_gateways),
+            campaign_cps=self.campaign_cps,
+            campaign_max_concurrent=self.campaign_max_concurrent,
         )
