@@ -17,6 +17,8 @@ number ends with    callee
 ``183``             answers after early media only (183, then 200)
 anything else       180, 183 + SDP, then 200 after ~1 s (like the recordings)
 ==================  =============================================================
+
+``example_scenario.json`` next to this module shows every field (``dialer sim --scenario FILE``).
 """
 
 from __future__ import annotations

@@ -304,3 +304,10 @@ def test_dialer_sim_refuses_a_bad_scenario_file(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "cannot load scenario" in result.stderr
+
+
+def test_the_example_scenario_file_is_valid() -> None:
+    path = Path(__file__).resolve().parents[2] / "dialer" / "sim" / "example_scenario.json"
+    scenario = Scenario.from_file(path)
+    assert [a.id for a in scenario.agents] == ["1001", "1002", "1003", "1004"]
+    assert scenario.rules[4].gateway == "pstn2"
