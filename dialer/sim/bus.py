@@ -99,19 +99,31 @@ class Subscription:
         return name != "CUSTOM" or not self.subclasses or subclass in self.subclasses
 
     def passes(self, event: SimEvent) -> bool:
-        """Filters are OR'ed; an event lacking a filtered header fails that filter."""
+        """mod_event_socket's filter loop: filters are OR'ed, an event lacking a filtered header fails
+        that filter, a value prefixed ``-`` vetoes matching events, ``/regex/`` matches by search."""
         if not self.filters:
             return True
+        send = False
         for header, value in self.filters:
             actual = event.field(header)
             if actual is None:
                 continue
-            if value.startswith("/") and value.endswith("/") and len(value) > 1:
-                if re.search(value[1:-1], actual):
-                    return True
-            elif actual.lower() == value.lower():
-                return True
-        return False
+            positive = True
+            wanted = value.lstrip(" +-")
+            if value.lstrip(" +").startswith("-"):
+                positive = False
+            if send and positive:
+                continue
+            if wanted.startswith("/"):
+                pattern = wanted[1:-1] if wanted.endswith("/") and len(wanted) > 1 else wanted[1:]
+                matched = re.search(pattern, actual) is not None
+            else:
+                matched = actual.lower() == wanted.lower()
+            if matched:
+                if not positive:
+                    return False
+                send = True
+        return send
 
 
 class SimEvent:

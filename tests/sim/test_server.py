@@ -311,3 +311,24 @@ def test_the_example_scenario_file_is_valid() -> None:
     scenario = Scenario.from_file(path)
     assert [a.id for a in scenario.agents] == ["1001", "1002", "1003", "1004"]
     assert scenario.rules[4].gateway == "pstn2"
+
+
+def test_a_minus_filter_vetoes_matching_events(sim: Simulator, connect: Connect) -> None:
+    client = connect("plain ALL")
+    client.command("filter Event-Name /^CHANNEL_/")
+    client.command("filter Event-Name -CHANNEL_STATE")
+    channel = park(client)
+    client.event("CHANNEL_PARK", channel)
+    names = {e.name for e in client.events()}
+    assert "CHANNEL_CREATE" in names
+    assert "CHANNEL_STATE" not in names
+    assert "BACKGROUND_JOB" not in names
+
+
+def test_restart_with_downtime_refuses_connections_meanwhile(sim: Simulator, connect: Connect) -> None:
+    client = connect(None)
+    assert client.api("sim restart 30") == "+OK\n"
+    with pytest.raises(ConnectionError):
+        client.until(lambda f: False)
+    with Client(sim.port) as refused, pytest.raises(ConnectionError):
+        refused.next_frame()
