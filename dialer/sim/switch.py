@@ -19,9 +19,10 @@ from typing import Any
 
 import gevent
 
+from .agents import Directory
 from .bus import Bus, Clock, SimEvent
-from .channels import Leg
-from .dialplan import DialError, Originate, Target, parse_inline, parse_originate
+from .channels import CALLSTATE_NUMBER, Leg
+from .dialplan import DialError, Originate, Target, parse_inline, parse_originate, parse_targets
 from .record import OriginateRecord, Record
 from .scenarios import Agent, Callee, CalleeBook, Scenario
 
@@ -62,13 +63,6 @@ class PendingOriginate:
     causes: list[str] = field(default_factory=list)
 
 
-@dataclass
-class AgentState:
-    config: Agent
-    registered: bool
-    call_id: str = field(default_factory=lambda: str(uuidlib.uuid4()))
-
-
 class Switch:
     def __init__(self, scenario: Scenario | None = None, *, hostname: str = "sim", seed: int | None = None) -> None:
         self.rng = random.Random(seed)
@@ -93,12 +87,10 @@ class Switch:
         self.scenario = scenario
         self.callees = CalleeBook(scenario)
         self.gateways = set(scenario.gateways)
-        old = getattr(self, "agents", {})
-        self.agents: dict[str, AgentState] = {}
-        for agent in scenario.agents:
-            self.agents[agent.id] = AgentState(agent, agent.registered)
-        for agent_id, state in old.items():  # keep agents registered at run time
-            self.agents.setdefault(agent_id, state)
+        if not hasattr(self, "directory"):
+            self.directory = Directory(self.fire)
+        self.directory.load(scenario.agents, scenario.domain)
+        self.agents = self.directory.agents
 
     # ------------------------------------------------------------------ events
 
@@ -150,8 +142,6 @@ class Switch:
         )
 
     def _callstate(self, leg: Leg, call_state: str) -> None:
-        from .channels import CALLSTATE_NUMBER
-
         before = (
             ("Original-Channel-Call-State", leg.call_state),
             ("Channel-Call-State-Number", CALLSTATE_NUMBER[call_state]),
@@ -505,8 +495,6 @@ class Switch:
 
     def _bridge_app(self, a_leg: Leg, dial: str) -> None:
         """``bridge <dial string>`` on an answered A leg: dial B, bridge when it answers."""
-        from .dialplan import parse_targets
-
         self._callstate(a_leg, "RING_WAIT")
         try:
             variables, targets = parse_targets(dial)
@@ -753,54 +741,16 @@ class Switch:
             if leg is not None and leg.answered_us:
                 self.record.bridge_requested(found, now)
 
-    # ------------------------------------------------------------------ agents
+    # ------------------------------------------------------------------ agents (the directory)
 
     def register(self, agent_id: str, expires: int = 3600) -> None:
-        state = self.agents.get(agent_id)
-        if state is None:
-            state = self.agents[agent_id] = AgentState(Agent(id=agent_id), True)
-        state.registered = True
-        self._registration_event("sofia::register", agent_id, (("expires", str(expires)),))
+        self.directory.register(agent_id, expires)
 
     def unregister(self, agent_id: str, *, expired: bool = False) -> bool:
-        state = self.agents.get(agent_id)
-        if state is None or not state.registered:
-            return False
-        state.registered = False
-        subclass = "sofia::expire" if expired else "sofia::unregister"
-        self._registration_event(subclass, agent_id, (("expires", "0"),))
-        return True
-
-    def _registration_event(self, subclass: str, agent_id: str, extra: tuple[tuple[str, str], ...]) -> None:
-        state = self.agents[agent_id]
-        domain = self.scenario.domain
-        after = (
-            ("profile-name", "dialer"),
-            ("from-user", agent_id),
-            ("from-host", domain),
-            ("presence-hosts", domain),
-            ("contact", f'"{agent_id}" <sip:{agent_id}@127.0.0.1:5070;transport=ws>'),
-            ("call-id", state.call_id),
-            ("rpid", "unknown"),
-            ("status", "Registered(WSS-NAT)" if state.registered else "Unregistered"),
-            *extra,
-            ("to-user", agent_id),
-            ("to-host", domain),
-            ("network-ip", "127.0.0.1"),
-            ("network-port", "5071"),
-            ("username", agent_id),
-            ("realm", domain),
-            ("user-agent", "SIP.js/0.21.2"),
-        )
-        self.fire(
-            "CUSTOM", subclass=subclass, after=after, calling=("sofia_reg.c", "sofia_reg_handle_register", "2093")
-        )
+        return self.directory.unregister(agent_id, expired=expired)
 
     def contact(self, agent_id: str) -> str:
-        state = self.agents.get(agent_id)
-        if state is None or not state.registered:
-            return "error/user_not_registered"
-        return f"sofia/dialer/sip:{agent_id}@127.0.0.1:5070"
+        return self.directory.contact(agent_id)
 
     # ------------------------------------------------------------------ restart and stats
 
@@ -833,7 +783,7 @@ class Switch:
             "events_lost": self.bus.lost,
             "event_sequence": self.bus.sequence,
             "core_uuid": self.core_uuid,
-            "registered_agents": sorted(a for a, s in self.agents.items() if s.registered),
+            "registered_agents": self.directory.registered_ids(),
         }
 
 
