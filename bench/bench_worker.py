@@ -1,0 +1,498 @@
+"""Worker benchmark: real ``dialer worker`` processes, the simulator in its own process, a private Redis.
+
+1. throughput: N calls queued up front, then 1, 2 and 4 worker processes take them (callees and agents
+   answer at once, agents hang up after ``TALK_MS``, no wrap-up); the rate and CPU are taken between
+   10 % and 90 % of completions (steady state), CPU from /proc/<pid>/stat of workers, simulator, Redis;
+2. the obvious design beside it: stock ``rq worker`` (a fork per job) running ``bench.baseline_call``
+   (a fresh greenswitch connection per call), same simulator, same calls;
+3. answer-to-bridge latency and scale: one worker holds 100, 1,000, 2,000 ... calls (agents that never
+   hang up); at each level a probe of short calls is paced through, and the simulator's own record
+   gives, per probe call, customer CHANNEL_ANSWER -> agent originate received, and agent
+   CHANNEL_ANSWER -> ``uuid_bridge`` received; the worker's RSS at each level;
+4. the floor: the CPU to parse one call's events (as the worker receives them) and to serialise its
+   commands, against the worker's CPU per call.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rq import Queue, Worker
+from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry, FinishedJobRegistry
+from rq.serializers import JSONSerializer
+
+from bench.report import Section, log, table
+from bench.rig import Control, Rig, cpu_seconds, rss_mb, wait_for
+from dialer.dial import EVENTS, SUBCLASSES, leg_uuid
+from dialer.enqueue import CALL_QUEUE, enqueue_call
+from dialer.esl import FrameParser, commands, dialstring
+from dialer.esl.events import parse_event
+from dialer.esl.frames import parse_frames
+from dialer.store import Store
+
+TALK_MS = 200  # throughput and probe calls: the agent hangs up this long after answering
+HOLD_MS = 3_600_000  # held calls: the agent never hangs up during the run
+INSTANT = {"ring_ms": 0, "early_media": False, "answer_ms": 0}
+BASELINE_QUEUE = "baseline"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    calls: int  # per throughput run
+    workers: tuple[int, ...]
+    baseline_calls: int
+    baseline_workers: int
+    levels: tuple[int, ...]  # held calls in one process
+    more_levels: tuple[int, ...]  # tried after ``levels`` while p99 stays under 10 ms
+    probe: int  # probe calls per level
+    probe_rate: float  # probe calls per second
+
+
+SMOKE = Sizes(20, (1,), 3, 1, (20,), (), 20, 100.0)
+FULL = Sizes(4000, (1, 2, 4), 40, 2, (100, 1000, 2000), (3000, 4000, 5000), 400, 100.0)
+
+
+def agents(prefix: str, count: int, talk_ms: int) -> list[dict[str, Any]]:
+    return [{"id": f"{prefix}{n:05d}", "answer_ms": 0, "talk_ms": talk_ms} for n in range(count)]
+
+
+def scenario(sizes: Sizes) -> dict[str, Any]:
+    held = max(sizes.levels + sizes.more_levels)
+    return {
+        "default": INSTANT,
+        "use_default_rules": False,
+        "limits": {"max_sessions": 1_000_000, "sessions_per_second": 1_000_000},
+        "agents": agents("t", 600, TALK_MS)
+        + agents("h", held + 10, HOLD_MS)
+        + agents("p", 200, TALK_MS)
+        + agents("b", sizes.baseline_calls, TALK_MS),
+    }
+
+
+def ready_agents(store: Store, prefix: str, count: int, group: str) -> None:
+    pipe = store.redis.pipeline(transaction=False)
+    now = time.time()
+    for n in range(count):
+        agent = f"{prefix}{n:05d}"
+        pipe.sadd("dialer:agents", agent)
+        pipe.hset(f"dialer:agent:{agent}", mapping={"id": agent, "group": group, "endpoint": f"user/{agent}"})
+        pipe.hset(f"dialer:agent:{agent}", mapping={"state": "available", "missed": "0"})
+        pipe.zadd(f"dialer:agents:{group}:available", {agent: now})
+    pipe.execute()
+
+
+def payload(campaign: str, n: int, group: str) -> dict[str, Any]:
+    return {
+        "campaign": campaign,
+        "contact_id": f"c{n}",
+        "attempt": 1,
+        "number": f"+1555{n:07d}",
+        "gateway": "pstn",
+        "caller_id_number": "+15550001111",
+        "agent_group": group,
+        "ring_timeout": 30,
+    }
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def outcomes(store: Store, call_ids: list[str]) -> dict[str, int]:
+    pipe = store.redis.pipeline(transaction=False)
+    for call_id in call_ids:
+        pipe.hget(f"dialer:call:{call_id}", "outcome")
+    counts: dict[str, int] = {}
+    for value in pipe.execute():
+        key = value.decode() if value else "none"
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def wait_worker_ready(rig: Rig, count: int, timeout: float = 30) -> None:
+    wait_for(lambda: len(Worker.all(connection=rig.redis)) >= count, timeout, f"{count} worker(s) registered")
+
+
+# ---------------------------------------------------------------------------------------------- floor
+
+
+def capture_one_call(rig: Rig) -> tuple[bytes, float]:
+    """One call through a running worker while a second connection, subscribed exactly like the worker,
+    records every byte of event traffic. Returns the bytes and the worker-independent call duration."""
+    listener = rig.connect()
+    listener.subscribe(commands.event(EVENTS, "plain", SUBCLASSES))
+    listener.capturing = True
+    started = time.perf_counter()
+    job = enqueue_call(rig.redis, payload("floor", 1, "thr"))
+    listener.read_for(0.3 + TALK_MS / 1000)
+    wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, 10, "the floor call")
+    listener.read_for(0.1)
+    listener.capturing = False
+    return bytes(listener.captured), time.perf_counter() - started
+
+
+def floor_cpu_us(traffic: bytes, repeat: int = 2000) -> tuple[float, int, int]:
+    """CPU µs to parse one call's events (and its command replies) and serialise its commands."""
+    events = [f for f in parse_frames(traffic) if f.is_event and b"Event-Name: HEARTBEAT" not in f.body]
+    kept = b"".join(
+        f"Content-Length: {len(f.body)}\nContent-Type: {f.content_type}\n\n".encode() + f.body for f in events
+    )
+    customer, agent = leg_uuid("floor:c1:1"), leg_uuid("floor:c1:1", "agent-1")
+    reply = b"Content-Type: api/response\nContent-Length: 3\n\n+OK"
+    bg_reply = b"Content-Type: command/reply\nReply-Text: +OK Job-UUID: 2f7d0b3a-6f5e-4c1e-9d2a-3b4c5d6e7f80\n\n"
+    replies = bg_reply * 2 + reply * 4
+    start = time.process_time()
+    for _ in range(repeat):
+        parser = FrameParser()
+        parser.feed(kept)
+        parser.feed(replies)
+        for frame in parser:
+            if frame.is_event:
+                parse_event(frame)
+        variables = {"origination_uuid": customer, "originate_timeout": "30", "ignore_early_media": "true",
+                     "origination_caller_id_number": "+15550001111", "dialer_worker": "w1"}  # fmt: skip
+        commands.bgapi(dialstring.originate(dialstring.Gateway("pstn", "+15550000001"), variables=variables), customer)
+        commands.api(dialstring.uuid_broadcast(customer, "local_stream://moh", "aleg"))
+        commands.api(dialstring.sofia_contact("t00001"))
+        variables = {"origination_uuid": agent, "originate_timeout": "15",
+                     "origination_caller_id_number": "+15550000001", "dialer_worker": "w1"}  # fmt: skip
+        commands.bgapi(dialstring.originate(dialstring.User("t00001"), variables=variables), agent)
+        commands.api(dialstring.uuid_bridge(customer, agent))
+        commands.api(dialstring.uuid_kill(customer, "NORMAL_CLEARING"))
+    spent = time.process_time() - start
+    return spent / repeat * 1e6, len(events), len(kept)
+
+
+# ---------------------------------------------------------------------------------------------- throughput
+
+
+@dataclass
+class Sample:
+    at: float
+    done: int
+    workers_cpu: float
+    sim_cpu: float
+    redis_cpu: float
+
+
+@dataclass
+class Throughput:
+    workers: int
+    calls: int
+    completed: int
+    rate: float  # completed calls/s in the steady window
+    worker_cpu_ms: float  # per completed call, all worker processes
+    worker_util: float  # worker CPU seconds per second (1.0 = one core)
+    sim_util: float
+    redis_util: float
+
+
+def sample(rig: Rig, pids: list[int], registry: FinishedJobRegistry) -> Sample:
+    return Sample(
+        time.perf_counter(),
+        registry.count,
+        sum(cpu_seconds(pid) for pid in pids),
+        cpu_seconds(rig.sim_proc.pid),
+        cpu_seconds(rig.redis_proc.pid),
+    )
+
+
+def throughput(rig: Rig, workers: int, calls: int, floor_capture: bool) -> tuple[Throughput, bytes]:
+    store = Store(rig.redis)
+    campaign = f"tp{workers}"
+    log(f"bench worker: throughput, {workers} worker(s), {calls} calls: enqueueing")
+    for n in range(calls):
+        enqueue_call(rig.redis, payload(campaign, n, "thr"))
+    queue = Queue(CALL_QUEUE, connection=rig.redis, serializer=JSONSerializer)
+    registry = FinishedJobRegistry(queue=queue)
+    for job_id in registry.get_job_ids():  # earlier runs' jobs
+        registry.remove(job_id)
+    procs = [rig.start_worker(f"tp{workers}-{i}", 500) for i in range(workers)]
+    traffic = b""
+    try:
+        pids = [p.pid for p in procs]
+        samples = [sample(rig, pids, registry)]
+        deadline = time.monotonic() + 60 + calls / 20
+        while samples[-1].done < calls:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{calls - samples[-1].done} of {calls} calls not finished")
+            if any(p.poll() is not None for p in procs):
+                raise RuntimeError("a worker exited during the run")
+            time.sleep(0.1)
+            samples.append(sample(rig, pids, registry))
+        if floor_capture:
+            traffic, _ = capture_one_call(rig)
+    finally:
+        for proc in procs:
+            rig.stop(proc)
+    low = next(s for s in samples if s.done >= calls * 0.1)
+    high = next(s for s in samples if s.done >= calls * 0.9)
+    if high is low:  # tiny runs: the whole run
+        low, high = samples[0], samples[-1]
+    span, done = high.at - low.at, max(1, high.done - low.done)
+    counts = outcomes(store, [f"{campaign}:c{n}:1" for n in range(calls)])
+    completed = counts.get("completed", 0)
+    if completed != calls:
+        log(f"bench worker: outcomes {counts}")
+    failed = FailedJobRegistry(queue=queue).count
+    if failed:
+        log(f"bench worker: {failed} failed job(s)")
+    share = completed / calls
+    result = Throughput(
+        workers,
+        calls,
+        completed,
+        done * share / span,
+        (high.workers_cpu - low.workers_cpu) / (done * share) * 1000,
+        (high.workers_cpu - low.workers_cpu) / span,
+        (high.sim_cpu - low.sim_cpu) / span,
+        (high.redis_cpu - low.redis_cpu) / span,
+    )
+    log(f"bench worker: {result}")
+    return result, traffic
+
+
+# ---------------------------------------------------------------------------------------------- baseline
+
+
+def baseline(rig: Rig, calls: int, workers: int) -> tuple[float, int, float]:
+    """Stock ``rq worker`` processes (fork per job) running ``bench.baseline_call.call``.
+    Returns completed calls/s (first job start to last job end), completed calls, seconds per call."""
+    log(f"bench worker: baseline, {workers} stock rq worker(s), {calls} calls")
+    queue = Queue(BASELINE_QUEUE, connection=rig.redis, serializer=JSONSerializer)
+    jobs = [
+        queue.enqueue("bench.baseline_call.call", rig.sim_port, f"+1666{n:07d}", f"b{n:05d}", job_timeout=120)
+        for n in range(calls)
+    ]
+    rq_cli = str(Path(sys.executable).parent / "rq")
+    args = [rq_cli, "worker", "--url", rig.redis_url, "--serializer", "rq.serializers.JSONSerializer"]
+    args += ["--burst", "--path", str(Path(__file__).resolve().parent.parent), BASELINE_QUEUE]
+    procs = [rig.start(args) for _ in range(workers)]
+    try:
+        deadline = time.monotonic() + 60 + calls * 5
+        while any(p.poll() is None for p in procs):
+            if time.monotonic() > deadline:
+                raise TimeoutError("baseline workers did not finish")
+            time.sleep(0.1)
+    finally:
+        for proc in procs:
+            rig.stop(proc)
+    fetched = [j for j in Job.fetch_many([j.id for j in jobs], connection=rig.redis, serializer=JSONSerializer) if j]
+    done = [
+        j
+        for j in fetched
+        if j.get_status() == JobStatus.FINISHED and (j.return_value() or {}).get("outcome") == "completed"
+    ]
+    if not done:
+        raise RuntimeError("the baseline completed no call")
+    first = min(j.started_at for j in fetched if j.started_at)
+    last = max(j.ended_at for j in fetched if j.ended_at)
+    span = (last - first).total_seconds()
+    per_call = statistics.mean((j.ended_at - j.started_at).total_seconds() for j in done if j.ended_at and j.started_at)
+    return len(done) / span, len(done), per_call
+
+
+# ---------------------------------------------------------------------------------------------- latency
+
+
+@dataclass
+class Level:
+    held: int
+    concurrent: float  # calls up during the probe: simulator channels / 2 (customer + agent leg)
+    probe: int
+    answer_to_originate: list[float]  # ms, customer answer -> agent originate received
+    agent_answer_to_bridge: list[float]  # ms, agent answer -> uuid_bridge received
+    answer_to_bridge: list[float]  # ms, customer answer -> uuid_bridge received (agent answers at once)
+    rss_mb: float
+    ramp_rate: float  # held calls set up per second while ramping to this level
+
+
+def ramp(rig: Rig, control: Control, start: int, level: int) -> float:
+    started = time.perf_counter()
+    for n in range(start, level):
+        enqueue_call(rig.redis, payload("hold", n, "hold"))
+    wait_for(lambda: control.stats()["channels"] >= 2 * level, 60 + level / 20, f"{level} calls held", 0.2)
+    return (level - start) / (time.perf_counter() - started)
+
+
+def probe(rig: Rig, control: Control, level: int, sizes: Sizes) -> tuple[list[dict[str, Any]], list[int]]:
+    store = Store(rig.redis)
+    control.api("sim clear")
+    campaign = f"pr{level}"
+    channels: list[int] = []
+    started = time.perf_counter()
+    for n in range(sizes.probe):
+        enqueue_call(rig.redis, payload(campaign, n, "probe"))
+        if n % 20 == 0:
+            channels.append(int(control.stats()["channels"]))
+        pause = started + (n + 1) / sizes.probe_rate - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+    call_ids = [f"{campaign}:c{n}:1" for n in range(sizes.probe)]
+    wait_for(lambda: outcomes(store, call_ids).get("none", 0) == 0, 60, "the probe calls", 0.2)
+    counts = outcomes(store, call_ids)
+    if counts.get("completed", 0) != sizes.probe:
+        log(f"bench worker: probe outcomes {counts}")
+    records = {r["uuid"]: r for r in control.originates()}
+    pairs = []
+    for call_id in call_ids:
+        customer, agent = records.get(leg_uuid(call_id)), records.get(leg_uuid(call_id, "agent-1"))
+        if customer is not None and agent is not None and customer.get("answered_at"):
+            pairs.append({"customer": customer, "agent": agent})
+    return pairs, channels
+
+
+def latency(rig: Rig, sizes: Sizes) -> list[Level]:
+    control = rig.connect()
+    most = max(sizes.levels + sizes.more_levels)
+    worker = rig.start_worker("held", most + sizes.probe + 100)
+    levels: list[Level] = []
+    try:
+        wait_worker_ready(rig, 1)
+        held = 0
+        for level in sizes.levels + sizes.more_levels:
+            if level in sizes.more_levels and levels and percentile(levels[-1].answer_to_originate, 0.99) >= 10:
+                break
+            log(f"bench worker: holding {level} calls in one worker")
+            try:
+                rate = ramp(rig, control, held, level)
+            except TimeoutError as exc:
+                log(f"bench worker: {exc}")
+                break
+            held = level
+            time.sleep(1.0)
+            pairs, channels = probe(rig, control, level, sizes)
+            a2o = [(p["agent"]["time"] - p["customer"]["answered_at"]) * 1000 for p in pairs]
+            a2b = bridge_ms([p["agent"] for p in pairs])
+            c2b = bridge_ms([p["customer"] for p in pairs])
+            concurrent = statistics.mean(channels) / 2 if channels else float("nan")
+            levels.append(Level(level, concurrent, len(pairs), a2o, a2b, c2b, rss_mb(worker.pid), rate))
+            log(f"bench worker: {level} held: p99 answer->agent originate {percentile(a2o, 0.99):.2f} ms, "
+                f"RSS {levels[-1].rss_mb:.0f} MB")  # fmt: skip
+        control.api("hupall NORMAL_CLEARING")
+        wait_for(lambda: not Store(rig.redis).in_flight(), 60, "held calls to end", 0.2)
+    finally:
+        rig.stop(worker)
+    return levels
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def stats_row(name: str, level: Level, values: list[float]) -> list[object]:
+    return [
+        f"{level.held:,}",
+        f"{level.concurrent:,.0f}",
+        name,
+        len(values),
+        f"{percentile(values, 0.5):.2f}",
+        f"{percentile(values, 0.95):.2f}",
+        f"{percentile(values, 0.99):.2f}",
+        f"{max(values):.2f}" if values else "nan",
+    ]
+
+
+def bridge_ms(records: list[dict[str, Any]]) -> list[float]:
+    return [r["answer_to_bridge_ms"] for r in records if r.get("answer_to_bridge_ms") is not None]
+
+
+def most_held(levels: list[Level]) -> str:
+    under = [lv.held for lv in levels if percentile(lv.answer_to_originate, 0.99) < 10]
+    if not under:
+        return "none of the levels tried"
+    tail = " (the largest level tried)" if max(under) == levels[-1].held else ""
+    return f"**{max(under):,}**{tail}"
+
+
+def run(smoke: bool) -> Section:
+    sizes = SMOKE if smoke else FULL
+    with Rig(scenario(sizes)) as rig:
+        store = Store(rig.redis)
+        ready_agents(store, "t", 600, "thr")
+        ready_agents(store, "h", max(sizes.levels + sizes.more_levels) + 10, "hold")
+        ready_agents(store, "p", 200, "probe")
+        runs: list[Throughput] = []
+        traffic = b""
+        for workers in sizes.workers:
+            result, captured = throughput(rig, workers, sizes.calls, floor_capture=workers == 1)
+            runs.append(result)
+            traffic = traffic or captured
+        base_rate, base_done, base_per_call = baseline(rig, sizes.baseline_calls, sizes.baseline_workers)
+        levels = latency(rig, sizes)
+    floor_us, floor_events, floor_bytes = floor_cpu_us(traffic, 200 if smoke else 2000)
+    return section(sizes, runs, (base_rate, base_done, base_per_call), levels, (floor_us, floor_events, floor_bytes))
+
+
+def section(
+    sizes: Sizes,
+    runs: list[Throughput],
+    base: tuple[float, int, float],
+    levels: list[Level],
+    floor: tuple[float, int, int],
+) -> Section:
+    base_rate, base_done, base_per_call = base
+    floor_us, floor_events, floor_bytes = floor
+    rows = []
+    for r in runs:
+        sim_note = " (bottleneck)" if r.sim_util > 0.85 else ""
+        rows.append([r.workers, f"{r.completed:,}/{r.calls:,}", f"{r.rate:,.0f}", f"{r.worker_cpu_ms:.2f}",
+                     f"{r.worker_util:.2f}", f"{r.sim_util:.2f}{sim_note}", f"{r.redis_util:.2f}",
+                     f"{r.worker_cpu_ms * 1000 / floor_us:.0f}x" if floor_us else "-"])  # fmt: skip
+    compare = next((r for r in runs if r.workers == sizes.baseline_workers), runs[-1])
+    lat_rows = []
+    for level in levels:
+        lat_rows.append(stats_row("answer -> agent originate", level, level.answer_to_originate))
+        lat_rows.append(stats_row("agent answer -> uuid_bridge", level, level.agent_answer_to_bridge))
+        lat_rows.append(stats_row("answer -> uuid_bridge", level, level.answer_to_bridge))
+    scale_rows = [[f"{lv.held:,}", f"{lv.rss_mb:.0f}", f"{lv.ramp_rate:,.0f}",
+                   f"{percentile(lv.answer_to_originate, 0.99):.2f}"] for lv in levels]  # fmt: skip
+    parts = [
+        f"Throughput: {sizes.calls:,} calls queued, then N `dialer worker` processes (500 greenlets each) take them; "
+        f"callees and agents answer at once, agents hang up after {TALK_MS} ms, no wrap-up, hold music on. "
+        "Rate and CPU between 10 % and 90 % of completions. CPU columns are cores busy (1.00 = one core of the "
+        "machine's two); *floor x* = worker CPU per call / the floor below.",
+        table(
+            ["workers", "completed", "calls/s", "worker CPU ms/call", "workers CPU", "sim CPU", "redis CPU", "floor x"],
+            rows,
+        ),
+        f"Obvious design: {sizes.baseline_workers} stock `rq worker` process(es), a fork per job, each job a fresh "
+        "greenswitch `InboundESL` (`bench/baseline_call.py`): bgapi originate, wait for CHANNEL_ANSWER, originate "
+        "the agent, wait, uuid_bridge, wait for the hangup.",
+        table(
+            ["design", "workers", "completed", "calls/s", "s per call"],
+            [
+                [
+                    "stock RQ + greenswitch",
+                    sizes.baseline_workers,
+                    base_done,
+                    f"{base_rate:.1f}",
+                    f"{base_per_call:.2f}",
+                ],
+                ["dialer", compare.workers, compare.completed, f"{compare.rate:,.0f}", "-"],
+            ],
+        ),
+        f"Ratio: **{compare.rate / base_rate:,.0f}x** the obvious design's calls/s with {compare.workers} worker "
+        "process(es) each.",
+        f"Answer-to-bridge, from the simulator's record, one worker holding calls whose agents never hang up; "
+        f"at each level {sizes.probe} probe calls at {sizes.probe_rate:.0f}/s (agents hang up after {TALK_MS} ms). "
+        "*concurrent* = simulator channels / 2 during the probe. The dialer reacts to the customer's "
+        "CHANNEL_ANSWER by originating the agent (after hold music, agent reservation and `sofia_contact`), "
+        "and to the agent's CHANNEL_ANSWER with `uuid_bridge`.",
+        table(["held", "concurrent", "interval", "n", "p50 ms", "p95 ms", "p99 ms", "max ms"], lat_rows),
+        "Scale in one process:",
+        table(["held calls", "worker RSS MB", "ramp calls/s", "p99 answer -> agent originate ms"], scale_rows),
+        f"Most calls held by one process with p99 answer -> agent originate under 10 ms: {most_held(levels)}.",
+        f"Floor: one call's ESL traffic as a worker receives it ({floor_events} events, {floor_bytes:,} bytes, "
+        f"plain) parsed with FrameParser + parse_event, plus its 6 commands serialised and their replies parsed: "
+        f"**{floor_us:.0f} µs** CPU.",
+    ]
+    return Section("worker", "Dial worker: throughput, answer-to-bridge latency, scale", "\n\n".join(parts))
