@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from .channels import Leg
+from .dialplan import Reply
 from .scenarios import Scenario
-from .switch import Reply, Switch
+from .switch import Switch
 
 if TYPE_CHECKING:
     from .server import Simulator

@@ -7,7 +7,12 @@ next ``,`` or ``}``) and it reports the same causes FreeSWITCH reports for what 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .channels import Leg
 
 _GATEWAY = re.compile(r"sofia/gateway/([^/\s]+)/(\S+)")
 _USER = re.compile(r"user/([^@\s/]+)(?:@(\S+))?")
@@ -107,3 +112,30 @@ def parse_inline(destination: str) -> list[tuple[str, str]]:
         if app:
             steps.append((app, arg))
     return steps
+
+
+Reply = Callable[[str], None]  # gets the originate's result: ``+OK <uuid>\n`` or ``-ERR <CAUSE>\n``
+
+
+@dataclass(eq=False)
+class PendingOriginate:
+    """An originate in flight until the leg answers (or shows early media) or fails."""
+
+    request: Originate
+    command_arg: str
+    reply: Reply
+    job_uuid: str | None
+    targets: list[Target]
+    ignore_early_media: bool
+    timeout_s: float
+    bridge_from: Leg | None = None  # the A leg when this is the B leg of ``bridge``
+    done: bool = False
+    causes: list[str] = field(default_factory=list)
+
+
+def seconds(text: str | None, default: float) -> float:
+    """A timeout variable in seconds (fractions allowed, for fast tests), or ``default``."""
+    try:
+        return float(text) if text else default
+    except ValueError:
+        return default
