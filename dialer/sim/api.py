@@ -193,7 +193,8 @@ class Api:
             peer = leg.bridged
             if peer is not None and leg.other_type == "originator":
                 continue  # listed with its A leg
-            row = {k: v for k, v in _channel_row(leg, hostname).items() if k not in _CALL_SKIP}
+            channel = _channel_row(leg, hostname)
+            row = {key: channel[key] for key in _CALL_FIELDS}
             if peer is not None:
                 seen.add(peer.uuid)
                 for key, value in _channel_row(peer, hostname).items():
@@ -262,9 +263,10 @@ class Api:
                "fault drop|delay <ms>|lose <rate>|none | restart [seconds]\n"  # fmt: skip
 
 
-_CALL_SKIP = {"application", "application_data", "dialplan", "context", "read_codec", "read_rate", "read_bit_rate",
-              "write_codec", "write_rate", "write_bit_rate", "secure", "initial_cid_name", "initial_cid_num",
-              "initial_ip_addr", "initial_dest", "initial_dialplan", "initial_context"}  # fmt: skip
+# ``show calls`` columns of the A leg, in FreeSWITCH's order (hostname moves after call_uuid)
+_CALL_FIELDS = ["uuid", "direction", "created", "created_epoch", "name", "state", "cid_name", "cid_num", "ip_addr",
+                "dest", "presence_id", "presence_data", "accountcode", "callstate", "callee_name", "callee_num",
+                "callee_direction", "call_uuid", "hostname", "sent_callee_name", "sent_callee_num"]  # fmt: skip
 _B_FIELDS = ["uuid", "direction", "created", "created_epoch", "name", "state", "cid_name", "cid_num", "ip_addr",
              "dest", "presence_id", "presence_data", "accountcode", "callstate", "callee_name", "callee_num",
              "callee_direction", "sent_callee_name", "sent_callee_num"]  # fmt: skip
