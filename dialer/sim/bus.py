@@ -173,7 +173,9 @@ class Bus:
     """Fans events out to listeners; also owns Event-Sequence and the lost-events fault."""
 
     def __init__(self, rng: random.Random | None = None) -> None:
-        self.listeners: list[Listener] = []
+        # replaced, never mutated: a listener dropped while an event is being fanned out (a slow
+        # client) must not make the loop skip the next one
+        self.listeners: tuple[Listener, ...] = ()
         self.sequence = 0
         self.lose_rate = 0.0
         self.published = 0
@@ -182,12 +184,11 @@ class Bus:
         self._interest: dict[tuple[str, str | None], bool] = {}
 
     def add(self, listener: Listener) -> None:
-        self.listeners.append(listener)
+        self.listeners = (*self.listeners, listener)
         self.changed()
 
     def remove(self, listener: Listener) -> None:
-        if listener in self.listeners:
-            self.listeners.remove(listener)
+        self.listeners = tuple(lst for lst in self.listeners if lst is not listener)
         self.changed()
 
     def changed(self) -> None:

@@ -169,7 +169,11 @@ class Switch(Bridging):
     # ------------------------------------------------------------------ limits
 
     def _admit(self) -> str | None:
-        """None when a new session may be created, else the cause the originate fails with."""
+        """None when a new session may be created, else the cause the originate fails with.
+
+        FreeSWITCH refills its sessions-per-second budget once a second; a window per monotonic
+        second is the same rule (at most ``sessions_per_second`` sessions start in any such second).
+        """
         second = int(time.monotonic())
         if second != self._sps_second:
             self._sps_second, self._sps_count = second, 0
