@@ -181,7 +181,8 @@ class Processes:
         return child
 
     def stop_all(self) -> None:
-        """Workers first (they hand back calls to nobody if the switch is still up), then the rest."""
+        """In reverse start order: the workers while the switch and Redis they drain through are still
+        up, then the simulator, Redis last."""
         for child in reversed(self.children):
             child.stop(grace=25 if child.name.startswith("worker") else 10)
 
