@@ -68,6 +68,20 @@ class Settings(BaseSettings):
     worker_drain_timeout: float = Field(20.0, ge=0, description="after SIGTERM, calls get this long to finish")
     worker_heartbeat_grace: float = Field(60.0, ge=1, description="a dead worker's jobs count as abandoned after this")
 
+    # Campaigns: intake, compliance, dispatch (`dialer scheduler`)
+    default_region: str = Field("US", pattern=r"^[A-Z]{2}$", description="for numbers written without +")
+    default_timezone: str = Field("UTC", description="for numbers whose time zone is unknown")
+    scheduler_interval_seconds: float = Field(0.2, gt=0, le=60)
+    scheduler_stale_seconds: float = Field(30.0, gt=0, description="queued calls older than this are checked")
+    campaign_max_outstanding: int = Field(
+        100, ge=1, description="calls queued or in progress per campaign (at most 2 x max_concurrent)"
+    )
+
+    # HTTP API (`dialer api`)
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8080, ge=0, le=65535)
+    api_tokens: list[SecretStr] = Field(default_factory=list, description="bearer tokens; JSON list in the env")
+
     # Simulator (`dialer sim`)
     sim_host: str = "127.0.0.1"
     sim_port: int = Field(8021, ge=0, le=65535)
