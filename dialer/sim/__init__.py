@@ -29,8 +29,9 @@ Decisions where the real switch could not be observed (each is also commented wh
   session; mod_sofia's outgoing_channel reports its default cause);
 - simultaneous legs (``,``) are refused with ``-ERR SERVICE_NOT_IMPLEMENTED``; ``|`` failover works;
 - ``originate <dial> <extension>`` (no ``&app``) parks, as the simulator has no XML dialplan;
-- a failed ``bridge`` hangs the A leg up with the B leg's cause unless ``continue_on_fail`` or
-  ``park_after_bridge`` is true, in which case the A leg parks again;
+- a failed ``bridge`` hangs the A leg up with the B leg's cause; with ``continue_on_fail=true`` the
+  inline dialplan goes on (``bridge:user/1001,park`` parks again), with ``park_after_bridge=true`` it
+  parks; an inline dialplan's steps run in order, and the channel hangs up after the last one;
 - Event-Sequence keeps counting across ``sim restart`` (monotonic per simulator process).
 """
 

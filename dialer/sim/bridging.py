@@ -86,7 +86,7 @@ class Bridging:
 
     def _app_done(self, leg: Leg, response: str) -> None:
         self._execute_complete(leg, response)
-        self.hangup(leg, "NORMAL_CLEARING")  # the end of a one-application dialplan
+        self._next_step(leg)
 
     def _execute_complete(self, leg: Leg, response: str = "_none_") -> None:
         if not leg.application:
@@ -127,11 +127,21 @@ class Bridging:
     def _bridge_failed(self, a_leg: Leg, cause: str) -> None:
         a_leg.variables.update({"originate_disposition": cause, "DIALSTATUS": cause})
         self._execute_complete(a_leg, cause)
-        if a_leg.variables.get("continue_on_fail") == "true" or a_leg.variables.get("park_after_bridge") == "true":
+        if a_leg.variables.get("park_after_bridge") == "true":
             self._execute(a_leg, "park", "")
+        elif a_leg.variables.get("continue_on_fail") == "true":
+            self._next_step(a_leg)  # the dialplan goes on with its next application, if any
         else:
             # No continue_on_fail: the bridge application hangs the caller up with the B leg's cause.
             self.hangup(a_leg, cause)
+
+    def _next_step(self, leg: Leg) -> None:
+        """Run the inline dialplan's next application; past the last one the channel hangs up."""
+        if leg.next_steps:
+            application, args = leg.next_steps.pop(0)
+            self._execute(leg, application, args)
+        else:
+            self.hangup(leg, "NORMAL_CLEARING")
 
     def _bridge_answered(self, a_leg: Leg, b_leg: Leg, pending: PendingOriginate) -> None:
         self._finish(pending, b_leg, None)
@@ -238,8 +248,9 @@ class Bridging:
         self._state(leg, "CS_ROUTING")
         leg.rdnis = False
         self._state(leg, "CS_EXECUTE")
-        steps = parse_inline(destination) if dialplan == "inline" else [("park", "")]
-        application, args = steps[0] if steps else ("park", "")
+        steps = (parse_inline(destination) if dialplan == "inline" else []) or [("park", "")]
+        application, args = steps[0]
+        leg.next_steps = steps[1:]
         self._execute(leg, application, args)
 
     def _unbridge(self, leg: Leg, other: Leg) -> None:
@@ -252,9 +263,9 @@ class Bridging:
                   calling=("switch_ivr_bridge.c", "switch_ivr_multi_threaded_bridge", "1727"))  # fmt: skip
 
     def _after_bridge(self, leg: Leg) -> None:
-        """The A leg after its B leg hung up: back to park if asked, else the end of its dialplan."""
+        """The A leg after its B leg hung up: park if asked, else the rest of its dialplan (if any)."""
         self._execute_complete(leg)
         if leg.variables.get("park_after_bridge") == "true":
             self._execute(leg, "park", "")
         else:
-            self.hangup(leg, "NORMAL_CLEARING")
+            self._next_step(leg)

@@ -87,6 +87,7 @@ class Leg:
     application_data: str = ""
     application_uuid: str = ""
     parked: bool = False
+    next_steps: list[tuple[str, str]] = field(default_factory=list)  # the rest of an inline dialplan
     gone: bool = False  # hung up; events after this point are the hangup sequence only
     callee: Callee | None = None
     agent: Agent | None = None

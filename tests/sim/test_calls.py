@@ -242,11 +242,11 @@ def test_agent_who_never_answers_times_out(make_sim: Callable[..., Simulator]) -
         client.command("event json ALL")
         channel, _ = originate(client, "{ignore_early_media=true,continue_on_fail=true}sofia/gateway/pstn/15551230000")
         client.event("CHANNEL_PARK", channel)
-        client.api(f"uuid_transfer {channel} bridge:[call_timeout=0.2]user/1002 inline")
+        client.api(f"uuid_transfer {channel} bridge:[call_timeout=0.2]user/1002,park inline")
         complete = client.event("CHANNEL_HANGUP_COMPLETE")
         assert complete["Caller-Destination-Number"] == "1002"
         assert complete.hangup_cause == "NO_ANSWER"
-        # continue_on_fail: the customer goes back to park instead of being hung up
+        # continue_on_fail: the inline dialplan goes on to its next step, park
         assert client.event("CHANNEL_PARK", channel).unique_id == channel
     assert channel in sim.switch.channels
 
@@ -325,7 +325,12 @@ def test_uuid_kill_while_ringing_cancels_the_originate(make_sim: Callable[..., S
 
 
 @pytest.mark.parametrize(
-    ("destination", "cause"), [("hangup:USER_BUSY", "USER_BUSY"), ("playback:/tmp/x.wav", "NORMAL_CLEARING")]
+    ("destination", "cause"),
+    [
+        ("hangup:USER_BUSY", "USER_BUSY"),
+        ("playback:/tmp/x.wav", "NORMAL_CLEARING"),
+        ("playback:/tmp/x.wav,hangup:CALL_REJECTED", "CALL_REJECTED"),
+    ],
 )
 def test_inline_transfer_runs_the_application(sim: Simulator, connect: Connect, destination: str, cause: str) -> None:
     client = connect()
