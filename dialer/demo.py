@@ -149,6 +149,9 @@ class Child:
         except subprocess.TimeoutExpired:
             self.process.kill()
             return self.process.wait(timeout=10)
+        finally:
+            if self.process.stdout is not None:
+                self.process.stdout.close()
 
     def log_tail(self, lines: int = 15) -> str:
         try:
