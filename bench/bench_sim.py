@@ -261,7 +261,8 @@ def run(smoke: bool) -> Section:
         [
             "Burst: originates pipelined on one ESL connection, one `event json` listener with the dialer's events.",
             table(["originates", "accepted/s", "last answered (s)", "answered/s", "event MB sent"], burst),
-            "Hold: the answered channels stay parked (5,000 concurrent channels in one simulator process).",
+            "Hold: the answered channels stay parked (5,000 concurrent channels in one simulator process). "
+            "The RSS is the process's high-water mark: it includes the event buffers queued during the burst.",
             table(HOLD_COLUMNS, hold),
             f"Paced: {rate} originates/s for {seconds:.0f} s; callees answer after {SCRIPTED_MS} ms and hang up "
             f"{talk / 1000:.0f} s later. *late* = BACKGROUND_JOB arrival - send - {SCRIPTED_MS} ms "

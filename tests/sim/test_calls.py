@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
+from dialer.esl import parse_event
 from dialer.sim import Agent, Callee, Rule, Scenario, Simulator
 
 from .client import Client
@@ -209,6 +210,11 @@ def test_agents_register_and_unregister_with_sofia_events(sim: Simulator, connec
     unregistered = client.event("CUSTOM")
     assert unregistered.subclass == "sofia::unregister"
     assert client.api("originate user/2002 &park()") == "-ERR USER_NOT_REGISTERED\n"
+    client.api("sim register 2002")
+    client.command("event plain CUSTOM sofia::expire")
+    assert client.api("sim expire 2002") == "+OK\n"
+    expired = client.until(lambda f: f.is_event and parse_event(f).subclass == "sofia::expire")
+    assert parse_event(expired)["from-user"] == "2002"
 
 
 def test_transfer_to_an_agent_bridges_and_records_answer_to_bridge(sim: Simulator, connect: Connect) -> None:
