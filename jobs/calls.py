@@ -6,6 +6,7 @@ from typing import Any
 
 from rq import get_current_job
 
+from dialer.campaigns import outcomes as campaign
 from dialer.payload import CallPayload
 from dialer.runtime import Runtime
 
@@ -36,7 +37,11 @@ def dial(payload: dict[str, Any]) -> dict[str, str]:
             job.meta.update(fields)
             job.save_meta()  # type: ignore[no-untyped-call]
 
+    if job is not None and not campaign.may_dial(job.connection, spec):  # its campaign is paused or canceled
+        return dict.fromkeys(RESULT_FIELDS, "") | {"call_id": spec.call_id, "reason": "campaign not running"}
     record = Runtime.current().place(spec, on_progress=progress)
+    if job is not None:
+        campaign.call_finished(job.connection, spec, record)  # retry or final outcome for the contact
     result = {name: record.get(name, "") for name in RESULT_FIELDS}
     if job is not None:
         job.meta.update({"state": record.get("state", ""), "outcome": record.get("outcome", "")})

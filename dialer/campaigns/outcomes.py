@@ -1,0 +1,66 @@
+"""Where a call job meets its campaign: the gate before dialling and the settlement after the call.
+
+``jobs.calls.dial`` calls ``may_dial`` before placing an attempt and ``call_finished`` with the final
+record. Calls not made for a campaign contact (``dialer call``, tests) pass both untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import redis
+
+from dialer.campaigns.models import CampaignConfig, CampaignState, ContactState
+from dialer.campaigns.state import CampaignRedis
+from dialer.dial import CallSpec
+from dialer.store import call_key
+
+log = logging.getLogger(__name__)
+
+
+def load_config(state: CampaignRedis, campaign: str) -> CampaignConfig | None:
+    raw = state.campaign_field(campaign, "config")
+    return None if raw is None else CampaignConfig.model_validate_json(raw)
+
+
+def settle_call(state: CampaignRedis, campaign: str, contact_id: str, attempt: int, outcome: str) -> int:
+    """Apply a call's final outcome to its contact once: retry after the policy's delay, or final."""
+    config = load_config(state, campaign)
+    contact = state.contact(campaign, contact_id)
+    if config is None or not contact:
+        return 0
+    calls = int(contact.get("calls", "0")) + 1
+    earlier = int(contact.get(f"tries:{outcome}", "0"))
+    delay = config.retry_policy().retry_delay(outcome, calls, earlier)
+    return state.settle(campaign, contact_id, attempt, outcome, counted=True, retry=delay)
+
+
+def _is_campaign_call(state: CampaignRedis, spec: CallSpec) -> bool:
+    return state.contact(spec.campaign, spec.contact_id).get("call_id") == spec.call_id
+
+
+def may_dial(client: redis.Redis[bytes], spec: CallSpec) -> bool:
+    """False when this attempt's campaign is paused (the contact goes back to the due set) or canceled
+    (the contact is final, ``canceled``). A re-run of an attempt already claimed is always let through:
+    the call runtime reports or adopts it and never dials twice."""
+    state = CampaignRedis(client)
+    if client.exists(call_key(spec.call_id)) or not _is_campaign_call(state, spec):
+        return True
+    campaign_state = state.campaign_field(spec.campaign, "state")
+    if campaign_state == CampaignState.PAUSED:
+        state.reschedule(spec.campaign, spec.contact_id, None, ContactState.PENDING, expected_call_id=spec.call_id)
+        return False
+    if campaign_state == CampaignState.CANCELED:
+        state.settle(spec.campaign, spec.contact_id, spec.attempt, "canceled", counted=False, retry=None)
+        return False
+    return True
+
+
+def call_finished(client: redis.Redis[bytes], spec: CallSpec, record: Mapping[str, str]) -> None:
+    outcome = record.get("outcome", "")
+    if not outcome:  # still owned by a live worker (a race on re-run): the scheduler's sweep settles it later
+        return
+    state = CampaignRedis(client)
+    if _is_campaign_call(state, spec):
+        settle_call(state, spec.campaign, spec.contact_id, spec.attempt, outcome)

@@ -1,0 +1,162 @@
+"""``dialer api``: the HTTP API for campaigns (FastAPI; OpenAPI at /openapi.json, docs at /docs).
+
+Every route but ``/health`` needs ``Authorization: Bearer <token>`` with one of the tokens in
+``DIALER_API_TOKENS`` (compared in constant time). Errors are JSON in pydantic's shape, naming the field:
+
+    {"detail": [{"loc": ["path", "campaign_id"], "msg": "no campaign 'x'", "type": "not_found"}]}
+
+422 for invalid input (pydantic's loc/msg), 401 without a valid token, 404 for an unknown campaign or
+contact, 409 for a lifecycle step the campaign's state does not allow. Contact rows are validated one by
+one: a bad row is listed in ``rejected`` (row, field, reason) and the rest of the batch is stored.
+Handlers are plain functions: FastAPI runs them in its thread pool, so blocking Redis calls are fine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+import redis
+from fastapi import Depends, FastAPI, HTTPException, Path, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+
+from dialer.campaigns import CampaignConfig, CampaignError, Campaigns, CampaignStatus, IntakeResult
+from dialer.payload import IDENTIFIER
+from settings import Settings, get_settings
+
+CampaignId = Annotated[str, Path(pattern=IDENTIFIER)]
+ListName = Annotated[str, Path(pattern=IDENTIFIER)]
+MAX_BATCH = 100_000
+
+
+class ContactBatch(BaseModel):
+    contacts: list[Any] = Field(max_length=MAX_BATCH, description="rows: contact_id, number, timezone?, metadata")
+
+
+class NumberBatch(BaseModel):
+    numbers: list[str] = Field(max_length=MAX_BATCH)
+
+
+class CampaignSummary(BaseModel):
+    id: str
+    state: str
+
+
+class CampaignView(BaseModel):
+    config: dict[str, Any]
+    status: CampaignStatus
+
+
+def _unauthorized(message: str) -> HTTPException:
+    detail = [{"loc": ["header", "authorization"], "msg": message, "type": "unauthorized"}]
+    return HTTPException(401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def bearer_auth(tokens: Sequence[str]) -> Any:
+    expected = [token.encode() for token in tokens if token]
+    scheme = HTTPBearer(auto_error=False)
+
+    def check(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(scheme)]) -> None:
+        if credentials is None:
+            raise _unauthorized("a bearer token is required")
+        given = credentials.credentials.encode()
+        # Compare with every token, always: the time taken says nothing about which one nearly matched.
+        matches = [hmac.compare_digest(given, token) for token in expected]
+        if not any(matches):
+            raise _unauthorized("the bearer token is not valid")
+
+    return check
+
+
+def create_app(campaigns: Campaigns, tokens: Sequence[str]) -> FastAPI:
+    app = FastAPI(title="fs-dialer", version="0.1.0", description="Campaigns for the FreeSWITCH outbound dialer")
+    auth = [Depends(bearer_auth(tokens))]
+
+    @app.exception_handler(CampaignError)
+    def campaign_error(request: Request, exc: CampaignError) -> JSONResponse:
+        where = "path" if exc.field in request.path_params else "body"
+        loc = [exc.field] if exc.field == "state" else [where, exc.field]
+        return JSONResponse({"detail": [{"loc": loc, "msg": str(exc), "type": exc.kind}]}, status_code=exc.status)
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/campaigns", status_code=201, dependencies=auth)
+    def create(config: CampaignConfig) -> dict[str, Any]:
+        return campaigns.create(config).public()
+
+    @app.get("/campaigns", dependencies=auth)
+    def list_campaigns() -> list[CampaignSummary]:
+        return [CampaignSummary(id=campaign, state=state) for campaign, state in campaigns.list_campaigns()]
+
+    @app.get("/campaigns/{campaign_id}", dependencies=auth)
+    def show(campaign_id: CampaignId) -> CampaignView:
+        return CampaignView(config=campaigns.get(campaign_id).public(), status=campaigns.status(campaign_id))
+
+    @app.get("/campaigns/{campaign_id}/status", dependencies=auth)
+    def status(campaign_id: CampaignId) -> CampaignStatus:
+        return campaigns.status(campaign_id)
+
+    @app.post("/campaigns/{campaign_id}/contacts", dependencies=auth)
+    def add_contacts(campaign_id: CampaignId, batch: ContactBatch) -> IntakeResult:
+        return campaigns.add_contacts(campaign_id, batch.contacts)
+
+    @app.get("/campaigns/{campaign_id}/contacts/{contact_id}", dependencies=auth)
+    def contact(campaign_id: CampaignId, contact_id: Annotated[str, Path(pattern=IDENTIFIER)]) -> dict[str, Any]:
+        return campaigns.contact(campaign_id, contact_id)
+
+    @app.post("/campaigns/{campaign_id}/start", dependencies=auth)
+    def start(campaign_id: CampaignId) -> CampaignStatus:
+        return campaigns.start(campaign_id)
+
+    @app.post("/campaigns/{campaign_id}/pause", dependencies=auth)
+    def pause(campaign_id: CampaignId) -> CampaignStatus:
+        return campaigns.pause(campaign_id)
+
+    @app.post("/campaigns/{campaign_id}/resume", dependencies=auth)
+    def resume(campaign_id: CampaignId) -> CampaignStatus:
+        return campaigns.resume(campaign_id)
+
+    @app.post("/campaigns/{campaign_id}/cancel", dependencies=auth)
+    def cancel(campaign_id: CampaignId) -> CampaignStatus:
+        return campaigns.cancel(campaign_id)
+
+    @app.post("/dnc/{list_name}/numbers", dependencies=auth)
+    def dnc_add(list_name: ListName, batch: NumberBatch) -> IntakeResult:
+        return campaigns.dnc_add(list_name, batch.numbers)
+
+    @app.get("/dnc/{list_name}/numbers/{number}", dependencies=auth)
+    def dnc_listed(list_name: ListName, number: Annotated[str, Path(max_length=40)]) -> dict[str, bool]:
+        return {"listed": campaigns.dnc_listed(list_name, number)}
+
+    @app.delete("/dnc/{list_name}/numbers/{number}", dependencies=auth)
+    def dnc_remove(list_name: ListName, number: Annotated[str, Path(max_length=40)]) -> dict[str, int]:
+        return {"removed": campaigns.dnc_remove(list_name, [number])}
+
+    return app
+
+
+def app_from_settings(settings: Settings) -> FastAPI:
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    tokens = [token.get_secret_value() for token in settings.api_tokens]
+    return create_app(Campaigns.from_settings(settings, client), tokens)
+
+
+def main(argv: list[str]) -> int:
+    import uvicorn
+
+    settings = get_settings()
+    parser = argparse.ArgumentParser(prog="dialer api", description="serve the HTTP API")
+    parser.add_argument("--host", default=settings.api_host)
+    parser.add_argument("--port", type=int, default=settings.api_port)
+    args = parser.parse_args(argv)
+    if not any(token.get_secret_value() for token in settings.api_tokens):
+        print('dialer api: set DIALER_API_TOKENS (a JSON list, e.g. ["a-long-random-token"])', flush=True)
+        return 2
+    uvicorn.run(app_from_settings(settings), host=args.host, port=args.port, log_level="info")
+    return 0
