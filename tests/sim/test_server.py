@@ -332,3 +332,15 @@ def test_restart_with_downtime_refuses_connections_meanwhile(sim: Simulator, con
         client.until(lambda f: False)
     with Client(sim.port) as refused, pytest.raises(ConnectionError):
         refused.next_frame()
+
+
+@pytest.mark.parametrize("garbage", [b"\xff\xfe\xfd\n\n", b"x" * 100_000, b"api status\nNo colon here\n\n"])
+def test_a_client_sending_garbage_is_dropped_and_others_carry_on(sim: Simulator, garbage: bytes) -> None:
+    with Client(sim.port) as bad:
+        bad.auth()
+        bad.send(garbage)
+        with pytest.raises(ConnectionError):
+            bad.until(lambda f: False)
+    with Client(sim.port) as good:
+        good.auth()
+        assert good.api("uuid_exists 67a338ed-1e11-42a6-9f42-1e404ba5a67a") == "false"
