@@ -225,7 +225,9 @@ def start_sim(procs: Processes, scenario: dict[str, Any]) -> tuple[Child, int]:
 
 
 def start_workers(procs: Processes, count: int, redis_url: str, sim_port: int) -> list[Child]:
-    env = dict(os.environ)
+    # Embedded defaults: no DIALER_* setting of the user's shell reaches the demo's workers (and their
+    # working directory is the demo's own, so no .env file either).
+    env = {name: value for name, value in os.environ.items() if not name.startswith("DIALER_")}
     env.update(
         {
             "DIALER_REDIS_URL": redis_url,
@@ -469,6 +471,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=2, help="dialer worker processes (%(default)s)")
     parser.add_argument("--timeout", type=float, default=180.0, help="give up after this many seconds (%(default)s)")
     parser.add_argument("--seed", type=int, default=None, help="random seed for the contact list and agents")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs after a clean run")
     return parser
 
 
@@ -574,7 +577,7 @@ def main(argv: list[str]) -> int:
             signal.signal(signal.SIGINT, previous)
         pids = " ".join(str(child.pid) for child in procs.children)
         print(f"dialer demo: stopped every process it started (pids {pids})", file=out, flush=True)
-        if status == 0:
+        if status == 0 and not args.keep_logs:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
             print(f"dialer demo: logs kept in {workdir}", file=sys.stderr)
