@@ -47,8 +47,8 @@ from dialer.store import AgentState, Store, available_key, call_key
 CAMPAIGN = "demo"
 GATEWAY = "pstn"
 RING_TIMEOUT = 6  # seconds a "no answer" callee rings; kept short so the demo ends in about a minute
-WRAP_UP_SECONDS = 0.3
-AGENT_WAIT_SECONDS = 3.0
+WRAP_UP_SECONDS = 0.3  # simulated agents need no time to type notes; a real floor sets seconds here
+AGENT_WAIT_SECONDS = 3.0  # an answered customer waits this long on hold for an agent, then is abandoned
 
 
 @dataclass(frozen=True)
