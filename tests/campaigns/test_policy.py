@@ -19,7 +19,12 @@ def at(text: str, zone: str = NY) -> float:
 
 @pytest.mark.parametrize(
     ("local", "is_open"),
-    [("2026-03-02T08:59:59", False), ("2026-03-02T09:00:00", True), ("2026-03-02T20:59", True), ("2026-03-02T21:00", False)],
+    [
+        ("2026-03-02T08:59:59", False),
+        ("2026-03-02T09:00:00", True),
+        ("2026-03-02T20:59", True),
+        ("2026-03-02T21:00", False),
+    ],
 )
 def test_window_is_open_from_start_to_just_before_end(local: str, is_open: bool) -> None:
     assert DAYTIME.is_open([NY], at(local)) is is_open
