@@ -31,6 +31,7 @@ from settings import Settings, get_settings
 CampaignId = Annotated[str, Path(pattern=IDENTIFIER)]
 ListName = Annotated[str, Path(pattern=IDENTIFIER)]
 MAX_BATCH = 100_000
+BEARER = HTTPBearer(auto_error=False, description="one of DIALER_API_TOKENS")
 
 
 class ContactBatch(BaseModel):
@@ -58,9 +59,8 @@ def _unauthorized(message: str) -> HTTPException:
 
 def bearer_auth(tokens: Sequence[str]) -> Any:
     expected = [token.encode() for token in tokens if token]
-    scheme = HTTPBearer(auto_error=False)
 
-    def check(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(scheme)]) -> None:
+    def check(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> None:
         if credentials is None:
             raise _unauthorized("a bearer token is required")
         given = credentials.credentials.encode()
