@@ -20,7 +20,7 @@ import logging
 import time
 import uuid as uuidlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import gevent
@@ -30,6 +30,7 @@ from dialer.callmodel import EVENT_TRIGGERS, CallState, Hangup, Trigger, classif
 from dialer.esl import dialstring
 from dialer.esl.errors import CommandError, ESLError
 from dialer.esl.events import Event
+from dialer.pacing import is_network_failure
 from dialer.store import AgentState, Store
 from dialer.switch import GAP, BackgroundJob, CallQueue, Switch
 
@@ -52,6 +53,7 @@ EVENTS = (
 SUBCLASSES = ("sofia::register", "sofia::unregister", "sofia::expire")
 
 _ANSWERED_STATES = (CallState.ANSWERED, CallState.CONNECTING_AGENT, CallState.BRIDGED)
+_BEFORE_PROGRESS = (CallState.QUEUED, CallState.ORIGINATING, CallState.TRYING)  # no 180/183/200 yet
 
 
 def leg_uuid(call_id: str, leg: str = "customer") -> str:
@@ -131,6 +133,10 @@ class CallSession:
         self.agent_deadline: float | None = None  # until when we look for a free agent
         self.agent_ring_deadline = 0.0  # until when the agent we rang may answer
         self.on_progress: Callable[[dict[str, str]], None] | None = None  # e.g. the RQ job's meta
+        # gateway failover: given the failed gateway and hangup, the next gateway (already paced) or None
+        self.next_gateway: Callable[[str, Hangup], str | None] | None = None
+        self.tries = 1  # customer-leg originates of this attempt (one per gateway)
+        self.ended_from = CallState.QUEUED  # the state the customer leg was in when it ended
 
     # ------------------------------------------------------------------ logging and records
 
@@ -172,6 +178,7 @@ class CallSession:
                 "number": self.spec.number,
                 "agent_group": self.spec.agent_group,
                 "uuid": self.uuid,
+                "gateway": self.spec.gateway,
                 "state": CallState.QUEUED.value,
                 "owner": self.options.worker_id,
                 "node": self.switch.name,
@@ -184,6 +191,9 @@ class CallSession:
         try:
             self._originate_customer()
             self._follow()
+            while self._fail_over():
+                self._originate_customer()
+                self._follow()
         except BaseException as exc:
             if isinstance(exc, self.options.hand_back_on):
                 handed_back = True
@@ -222,6 +232,10 @@ class CallSession:
         customer still waiting is abandoned rather than kept on hold.
         """
         self.state = CallState(record.get("state", CallState.QUEUED.value))
+        if record.get("uuid") and record["uuid"] != self.uuid:  # a failover try: its leg is the live one
+            self.switch.unroute(self.uuid)
+            self.uuid = record["uuid"]
+            self.switch.route(self.uuid, self.queue)
         self.answered = self.state in _ANSWERED_STATES
         self.bridged = self.state is CallState.BRIDGED
         self.agent = record.get("agent") or None
@@ -313,6 +327,38 @@ class CallSession:
                     self._on_agent_event(item)
             if self.answered or self.bridged:
                 give_up = max(give_up, started + self.options.max_call_seconds)
+
+    def _fail_over(self) -> bool:
+        """After a network failure before the customer was reached (no 180/183/200), set up a try on the
+        next gateway and return True. Only once the failed leg is known gone (at most one live dial);
+        the try gets its own deterministic uuid, and the record names it before it is dialled, so a
+        worker that adopts the call follows the right leg."""
+        hangup = self.hangup
+        if self.next_gateway is None or hangup is None or self.answered or self.ended_from not in _BEFORE_PROGRESS:
+            return False
+        if not is_network_failure(hangup.cause, hangup.sip_status):
+            return False
+        failed, failed_uuid = self.spec.gateway, self.uuid
+        tried = {"gateway": failed, "uuid": failed_uuid, "cause": hangup.cause, "try": str(self.tries)}
+        self._note("gateway_failed", **tried)
+        if self._api(dialstring.uuid_exists(failed_uuid)) != "false":
+            return False
+        gateway = self.next_gateway(failed, hangup)
+        if gateway is None:
+            return False
+        self.tries += 1
+        self.switch.unroute(failed_uuid)
+        self.spec = replace(self.spec, gateway=gateway)
+        self.uuid = leg_uuid(self.call_id, f"customer-{self.tries}")
+        self.switch.route(self.uuid, self.queue)
+        self.state, self.hangup, self.ended_from = CallState.QUEUED, None, CallState.QUEUED
+        self.store.update(
+            self.call_id,
+            {"uuid": self.uuid, "gateway": gateway, "tries": str(self.tries), "state": CallState.QUEUED.value},
+            {"event": "gateway_try", "gateway": gateway, "uuid": self.uuid, "try": str(self.tries), "at": _now()},
+        )
+        self._log("failing over to the next gateway", gateway=gateway, failed_gateway=failed, cause=hangup.cause)
+        return True
 
     def _give_up(self, overdue: bool) -> None:
         """A deadline passed without the switch reporting the end: hang up; if even that is not
@@ -461,6 +507,7 @@ class CallSession:
         if self.state is CallState.ENDED:
             return
         self.hangup = hangup
+        self.ended_from = self.state
         self.customer_up = False
         self._move(Trigger.HANGUP, hangup_at=_now())
 

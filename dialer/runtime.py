@@ -3,6 +3,9 @@ in-flight calls, and the two background loops that keep crashes from losing call
 
 - The lease loop renews, every third of the lease, the in-flight lease of each call this process runs
   (and the agent it holds). A process that dies stops renewing.
+- Pacing (``dialer.pacing``): a new attempt waits for its CPS tokens and concurrency leases right
+  before it is claimed and dialled; the lease loop renews those leases too, and they are released
+  when the call ends. A failover try on another gateway paces again on that gateway.
 - The reaper loop adopts calls whose lease expired (their worker died) and finishes them from what
   the switch says (``CallSession.adopt``); it also frees agents whose reservation lease expired.
   Any worker may adopt; the adoption is an atomic compare-and-set in Redis.
@@ -15,12 +18,15 @@ import os
 import socket
 import zlib
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import gevent
 
+from dialer.callmodel import Hangup
 from dialer.dial import EVENTS, SUBCLASSES, CallSession, CallSpec, DialOptions, spec_from_record
 from dialer.esl.errors import ConnectionLost
-from dialer.store import Store
+from dialer.pacing import Pacer, PacingTimeout, Permit, config_from_settings
+from dialer.store import Store, call_key
 from dialer.switch import Switch
 from dialer.worker import ShutdownRequested
 from settings import Settings, get_settings
@@ -62,6 +68,8 @@ class Runtime:
             for node in settings.freeswitch
         ]
         self.active: dict[str, CallSession] = {}
+        self.pacer = Pacer(self.store.redis, config_from_settings(settings))
+        self.permits: dict[str, Permit] = {}  # pacing leases of the calls this process runs
         self._loops: list[gevent.Greenlet] = []
 
     @classmethod
@@ -99,13 +107,58 @@ class Runtime:
         return candidates[zlib.crc32(call_id.encode()) % len(candidates)]
 
     def place(self, spec: CallSpec, on_progress: Callable[[dict[str, str]], None] | None = None) -> dict[str, str]:
-        session = CallSession(spec, self.switch_for(spec.call_id), self.store, self.options)
-        session.on_progress = on_progress
-        self.active[spec.call_id] = session
+        """Run one attempt. A new attempt first waits for its pacing (``PacingTimeout`` if it cannot get
+        it in time: then nothing was claimed nor dialled and the job may simply run again); a re-run of
+        a claimed attempt never dials, so it takes no token."""
+        call_id = spec.call_id
         try:
-            return session.run()
+            if not self.store.redis.exists(call_key(call_id)):
+                spec = self._pace(spec)
+            session = CallSession(spec, self.switch_for(call_id), self.store, self.options)
+            session.on_progress = on_progress
+            tried = [spec.gateway]
+            session.next_gateway = lambda failed, hangup: self._fail_over(spec, tried, hangup)
+            self.active[call_id] = session
+            try:
+                return session.run()
+            finally:
+                self.active.pop(call_id, None)
         finally:
-            self.active.pop(spec.call_id, None)
+            permit = self.permits.pop(call_id, None)
+            if permit is not None:
+                self.pacer.release(permit)
+
+    def _pace(self, spec: CallSpec) -> CallSpec:
+        """Wait for the first usable gateway's pacing; the spec to dial (on that gateway)."""
+        gateway = self.pacer.next_gateway((spec.gateway, *spec.fallback_gateways)) or spec.gateway
+        request = self.pacer.request(
+            spec.call_id, gateway, spec.campaign, spec.campaign_cps, spec.campaign_max_concurrent
+        )
+        self.permits[spec.call_id] = self.pacer.acquire(request)
+        return spec if gateway == spec.gateway else replace(spec, gateway=gateway)
+
+    def _fail_over(self, spec: CallSpec, tried: list[str], hangup: Hangup) -> str | None:
+        """The customer leg on ``tried[-1]`` failed in the network: count it against the gateway, then
+        pace and return the next gateway to try (None: no more gateways, or no token in time)."""
+        call_id, failed = spec.call_id, tried[-1]
+        if self.pacer.record_failure(failed, call_id):
+            log.warning("gateway backed off", extra={"gateway": failed, "cause": hangup.cause})
+        gateway = self.pacer.next_gateway((spec.gateway, *spec.fallback_gateways), tried)
+        if gateway is None:
+            return None
+        tried.append(gateway)
+        held = self.permits.get(call_id)
+        request = self.pacer.request(call_id, gateway, spec.campaign, spec.campaign_cps, spec.campaign_max_concurrent)
+        if held is not None:  # the failed leg is gone: give back the leases the next try does not need
+            keep = set(request.script_keys())
+            self.pacer.release(held, [key for key in held.lease_keys if key not in keep])
+            self.permits[call_id] = Permit(call_id, tuple(key for key in held.lease_keys if key in keep))
+        try:
+            self.permits[call_id] = self.pacer.acquire(request)
+        except PacingTimeout as exc:
+            log.warning("no pacing for the failover try", extra={"call_id": call_id, "error": str(exc)})
+            return None
+        return gateway
 
     def adopt(self, call_id: str) -> dict[str, str] | None:
         """Finish an orphaned call if we win its lease (another worker may be adopting it too)."""
@@ -128,6 +181,7 @@ class Runtime:
             gevent.sleep(self.store.lease_seconds / 3)
             try:
                 self.store.renew(self.worker_id, list(self.active))
+                self.pacer.renew(list(self.permits.values()))
             except Exception:  # Redis down: keep trying; the lease has two more chances before it expires
                 log.exception("lease renewal failed", extra={"worker": self.worker_id})
 

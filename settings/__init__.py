@@ -6,11 +6,13 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from functools import lru_cache
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+GATEWAY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 DEFAULT_ESL_PASSWORD = "ClueCon"  # noqa: S105 - FreeSWITCH's well-known default, refused off loopback
 
 
@@ -30,6 +32,15 @@ class FreeSwitchNode(BaseModel):
                 "set a password in event_socket.conf.xml and in DIALER_FREESWITCH"
             )
         return self
+
+
+class GatewayLimit(BaseModel):
+    """Pacing limits of one gateway (``DIALER_GATEWAY_LIMITS='{"pstn": {"cps": 20, "max_concurrent": 100}}'``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cps: float | None = Field(None, gt=0, le=10000, description="originates per second through this gateway")
+    max_concurrent: int | None = Field(None, ge=1, le=1_000_000, description="calls at once on this gateway")
 
 
 def _is_loopback(host: str) -> bool:
@@ -82,10 +93,29 @@ class Settings(BaseSettings):
     api_port: int = Field(8080, ge=0, le=65535)
     api_tokens: list[SecretStr] = Field(default_factory=list, description="bearer tokens; JSON list in the env")
 
+    # Pacing (dialer.pacing): CPS limits hold over any one-second window, across all workers
+    global_cps: float | None = Field(None, gt=0, le=10000, description="originates per second, all workers together")
+    gateway_limits: dict[str, GatewayLimit] = Field(default_factory=dict)
+    pacing_margin: float = Field(
+        0.03, ge=0, le=0.5, description="share of each second held back for timing jitter (rate = limit/(1+margin))"
+    )
+    pacing_wait_timeout: float = Field(60.0, gt=0, le=3600, description="a call waits this long for a token")
+    gateway_failure_threshold: int = Field(3, ge=1, le=1000, description="network failures that back a gateway off")
+    gateway_failure_window: float = Field(30.0, gt=0, le=86400, description="... within this many seconds")
+    gateway_backoff_seconds: float = Field(30.0, gt=0, le=86400, description="how long a gateway is avoided")
+
     # Simulator (`dialer sim`)
     sim_host: str = "127.0.0.1"
     sim_port: int = Field(8021, ge=0, le=65535)
     sim_password: SecretStr = SecretStr(DEFAULT_ESL_PASSWORD)
+
+    @field_validator("gateway_limits")
+    @classmethod
+    def _gateway_names(cls, limits: dict[str, GatewayLimit]) -> dict[str, GatewayLimit]:
+        for name in limits:
+            if not GATEWAY_NAME.fullmatch(name):
+                raise ValueError(f"gateway name {name!r} is not a valid gateway name (letters, digits, _ . -)")
+        return limits
 
     @field_validator("freeswitch")
     @classmethod
