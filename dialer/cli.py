@@ -14,6 +14,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "agent": ("dialer.cli_agent", "manage agents: add, ready, pause, logout, list"),
     "call": ("dialer.cli_call", "place one call through the queue, optionally following it live"),
     "worker": ("dialer.worker_main", "run call jobs from the RQ queues, many at once as greenlets"),
+    "campaign": ("dialer.cli_campaign", "manage campaigns: create, add (CSV), start, pause, resume, cancel, status"),
+    "scheduler": ("dialer.scheduler_main", "dispatch due campaign contacts as call jobs"),
+    "api": ("dialer.http_api", "serve the HTTP API (campaigns, do-not-call lists)"),
 }
 
 
