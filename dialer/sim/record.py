@@ -21,6 +21,7 @@ class OriginateRecord:
     variables: dict[str, str]
     job_uuid: str | None  # Job-UUID for bgapi, None for a blocking api originate
     result: str = ""  # "+OK" or the -ERR cause, once known
+    placed: bool = True  # False: refused before any channel existed (limits, bad gateway, unregistered user ...)
     answered_at: float | None = None  # when CHANNEL_ANSWER was emitted for this leg
     bridge_requested_at: float | None = None  # first uuid_bridge / uuid_transfer / agent originate naming this leg
     bridged_at: float | None = None  # when CHANNEL_BRIDGE was emitted

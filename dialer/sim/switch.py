@@ -225,7 +225,7 @@ class Switch(Bridging):
         cause = self._refusal(target, uuid)
         self.record.add(entry, live=cause is None)
         if cause is not None:
-            entry.result = f"-ERR {cause}"
+            entry.result, entry.placed = f"-ERR {cause}", False
             return cause
         self._create_leg(pending, target, variables, uuid)
         return None

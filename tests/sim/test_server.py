@@ -156,7 +156,8 @@ def test_record_lists_every_originate_with_its_variables(sim: Simulator, connect
     assert entry["result"] == f"+OK {channel}"
     assert entry["answered_at"] >= entry["time"]
     [refused] = [r for r in record if r["endpoint"] == "gateway/nosuchgw"]
-    assert (refused["number"], refused["result"]) == ("15551230001", "-ERR INVALID_GATEWAY")
+    assert (refused["number"], refused["result"], refused["placed"]) == ("15551230001", "-ERR INVALID_GATEWAY", False)
+    assert entry["placed"] is True
     assert sim.originates() == record
     assert client.api("sim clear") == "+OK\n"
     assert json.loads(client.api("sim originates")) == []
