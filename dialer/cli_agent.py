@@ -39,8 +39,8 @@ def main(argv: list[str]) -> int:
             store.set_agent_unavailable(args.agent_id, state)
         else:
             for agent in store.agents():
-                group, state = agent.get("group", ""), agent.get("state", "")
-                print(f"{agent['id']:<16} {group:<12} {state:<10} {agent.get('endpoint', '')}")
+                group, shown = agent.get("group", ""), agent.get("state", "")
+                print(f"{agent['id']:<16} {group:<12} {shown:<10} {agent.get('endpoint', '')}")
     except (UnsafeValueError, KeyError) as exc:
         print(f"dialer agent: {exc}")
         return 2
