@@ -467,7 +467,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--calls", type=int, default=300, help="contacts in the campaign (%(default)s)")
     parser.add_argument("--cps", type=float, default=10.0, help="calls queued per second (%(default)s)")
-    parser.add_argument("--agents", type=int, default=10, help="simulated agents (%(default)s)")
+    parser.add_argument("--agents", type=int, default=12, help="simulated agents (%(default)s)")
     parser.add_argument("--workers", type=int, default=2, help="dialer worker processes (%(default)s)")
     parser.add_argument("--timeout", type=float, default=180.0, help="give up after this many seconds (%(default)s)")
     parser.add_argument("--seed", type=int, default=None, help="random seed for the contact list and agents")
