@@ -11,6 +11,16 @@ Every key the dialer writes, in one place:
     dialer:agents:<group>:available    zset    agent id -> time from which it may take a call (wrap-up ends)
     dialer:agent:<id>:lease            string  the call holding the agent; expires if its worker dies
 
+Campaigns (``dialer.campaigns``; each key, and the Lua that changes it, in ``dialer/campaigns/state.py``):
+
+    dialer:campaigns, dialer:campaigns:live          zset/set  campaign ids; those the scheduler looks after
+    dialer:campaign:<id>                             hash      config (JSON), webhook secret, metadata, state
+    dialer:campaign:<id>:stats                       hash      counters by contact state and outcome, calls
+    dialer:campaign:<id>:due / :active               zset      contacts waiting to be dialled / being called
+    dialer:campaign:<id>:dispatches                  zset      call ids handed to workers in the last 60 s
+    dialer:campaign:<id>:contact:<contact_id>        hash      number, zones, metadata, state, attempts, outcome
+    dialer:dnc:<list>                                set       E.164 numbers never dialled (``global``: all)
+
 Multi-key changes are Lua scripts, so they are atomic across any number of workers; times come
 from Redis (``TIME``), so workers' clocks do not matter.
 """
