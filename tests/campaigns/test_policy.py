@@ -6,6 +6,8 @@ from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dialer.campaigns.policy import CallingWindow, RetryPolicy, RetryRule
 
@@ -85,3 +87,30 @@ def test_retry_count_is_per_outcome() -> None:
 @pytest.mark.parametrize("outcome", ["completed", "rejected", "invalid-number", "machine", "abandoned", "failed"])
 def test_outcomes_without_a_rule_are_final(outcome: str) -> None:
     assert BUSY_TWICE.retry_delay(outcome, calls=1, retries_for_outcome=0) is None
+
+
+ZONES = ["America/New_York", "America/Los_Angeles", "Europe/London", "Asia/Tokyo", "Australia/Lord_Howe", "UTC"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    at_=st.floats(min_value=1.7e9, max_value=1.9e9),
+    start=st.integers(0, 23 * 60),
+    length=st.integers(30, 16 * 60),
+    zones=st.lists(st.sampled_from(ZONES), min_size=1, max_size=2, unique=True),
+    days=st.frozensets(st.integers(0, 6), min_size=1),
+)
+def test_next_opening_is_open_and_nothing_opens_earlier(
+    at_: float, start: int, length: int, zones: list[str], days: frozenset[int]
+) -> None:
+    end = (start + length) % (24 * 60)
+    window = CallingWindow(time(start // 60, start % 60), time(end // 60, end % 60), days)
+    opening = window.next_opening(zones, at_)
+    if opening is None:  # then no minute in the next week is open in every zone
+        assert not any(window.is_open(zones, at_ + 60 * m) for m in range(0, 7 * 24 * 60, 7))
+        return
+    assert opening >= at_
+    assert window.is_open(zones, opening)
+    step = max(60.0, (opening - at_) / 200)
+    probes = [at_ + step * n for n in range(int((opening - at_) / step))]
+    assert not any(window.is_open(zones, probe) for probe in probes if probe < opening - 1)
