@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import redis
 
 from dialer.campaigns.models import CampaignConfig, CampaignState, ContactState
 from dialer.campaigns.state import CampaignRedis
-from dialer.dial import CallSpec
 from dialer.store import call_key
+
+if TYPE_CHECKING:  # the call runtime (gevent) stays out of the API and CLI processes
+    from dialer.dial import CallSpec
 
 log = logging.getLogger(__name__)
 

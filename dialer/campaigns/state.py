@@ -327,12 +327,13 @@ class CampaignRedis:
         args = [campaign]
         for contact in contacts:
             args += [contact.contact_id, contact.number, ",".join(contact.zones), contact.metadata_json]
-        result = [int(x) if not isinstance(x, bytes) else text(x) for x in self._add(args=args)]
-        if result[0] == -1:
+        reply = self._add(args=args)
+        code = int(reply[0])
+        if code == -1:
             raise TransitionRefused(None)
-        if result[0] == -2:
-            raise TransitionRefused(str(result[1]))
-        return int(result[0]), int(result[1])
+        if code == -2:
+            raise TransitionRefused(text(reply[1]))
+        return code, int(reply[1])
 
     def contact(self, campaign: str, contact_id: str) -> dict[str, str]:
         return decode(self.redis.hgetall(contact_key(campaign, contact_id)))
@@ -399,12 +400,14 @@ class CampaignRedis:
 
     def dnc_blocked(self, numbers: Sequence[str], lists: Sequence[str]) -> set[str]:
         """The numbers on the global list or on any of ``lists``."""
+        if not numbers:
+            return set()
         names = [GLOBAL_DNC, *(name for name in lists if name != GLOBAL_DNC)]
         pipe = self.redis.pipeline(transaction=False)
         for name in names:
             pipe.smismember(dnc_key(name), list(numbers))  # type: ignore[no-untyped-call]
         blocked: set[str] = set()
-        for flags in pipe.execute() if numbers else []:
+        for flags in pipe.execute():
             blocked |= {number for number, flag in zip(numbers, flags, strict=True) if flag}
         return blocked
 
