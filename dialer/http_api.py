@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hmac
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 import redis
@@ -72,6 +72,15 @@ def bearer_auth(tokens: Sequence[str]) -> Any:
     return check
 
 
+def _lifecycle_route(campaigns: Campaigns, action: str) -> Callable[[str], CampaignStatus]:
+    step: Callable[[str], CampaignStatus] = getattr(campaigns, action)
+
+    def route(campaign_id: CampaignId) -> CampaignStatus:
+        return step(campaign_id)
+
+    return route
+
+
 def create_app(campaigns: Campaigns, tokens: Sequence[str]) -> FastAPI:
     app = FastAPI(title="fs-dialer", version="0.1.0", description="Campaigns for the FreeSWITCH outbound dialer")
     auth = [Depends(bearer_auth(tokens))]
@@ -110,21 +119,16 @@ def create_app(campaigns: Campaigns, tokens: Sequence[str]) -> FastAPI:
     def contact(campaign_id: CampaignId, contact_id: Annotated[str, Path(pattern=IDENTIFIER)]) -> dict[str, Any]:
         return campaigns.contact(campaign_id, contact_id)
 
-    @app.post("/campaigns/{campaign_id}/start", dependencies=auth)
-    def start(campaign_id: CampaignId) -> CampaignStatus:
-        return campaigns.start(campaign_id)
-
-    @app.post("/campaigns/{campaign_id}/pause", dependencies=auth)
-    def pause(campaign_id: CampaignId) -> CampaignStatus:
-        return campaigns.pause(campaign_id)
-
-    @app.post("/campaigns/{campaign_id}/resume", dependencies=auth)
-    def resume(campaign_id: CampaignId) -> CampaignStatus:
-        return campaigns.resume(campaign_id)
-
-    @app.post("/campaigns/{campaign_id}/cancel", dependencies=auth)
-    def cancel(campaign_id: CampaignId) -> CampaignStatus:
-        return campaigns.cancel(campaign_id)
+    for action in ("start", "pause", "resume", "cancel"):
+        app.add_api_route(
+            f"/campaigns/{{campaign_id}}/{action}",
+            _lifecycle_route(campaigns, action),
+            methods=["POST"],
+            dependencies=auth,
+            response_model=CampaignStatus,
+            name=action,
+            summary=f"{action.capitalize()} a campaign",
+        )
 
     @app.post("/dnc/{list_name}/numbers", dependencies=auth)
     def dnc_add(list_name: ListName, batch: NumberBatch) -> IntakeResult:

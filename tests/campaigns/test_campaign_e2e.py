@@ -16,6 +16,7 @@ import redis
 from dialer.campaigns import Campaigns
 from dialer.store import Store
 from tests.e2e.conftest import ready_agents
+from tests.worker.polling import wait_until
 
 from .conftest import Sim
 from .helpers import campaign_config
@@ -24,14 +25,6 @@ pytestmark = pytest.mark.slow
 
 Start = Callable[..., subprocess.Popen[str]]
 AGENT_IDS = [f"60{n:02d}" for n in range(12)]
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def open_now_in_new_york() -> dict[str, str]:
@@ -83,7 +76,7 @@ def test_a_mixed_campaign_runs_to_completed_with_retries_dnc_and_the_calling_win
     dialer_processes("scheduler")
     campaigns.start("e2e")
     campaigns.start("tokyo")
-    wait_until(lambda: campaigns.status("e2e").state == "completed", 60, "the campaign completed")
+    wait_until(lambda: campaigns.status("e2e").state == "completed", 60)
 
     status = campaigns.status("e2e")
     outcomes = {number: campaigns.contact("e2e", f"k{n}")["outcome"] for n, number in enumerate(expected)}
@@ -127,19 +120,19 @@ def test_pause_stops_new_dials_resume_continues_and_cancel_stops_pending_ones(
         return sum(1 for o in sim.originates() if o["number"] in numbers)
 
     campaigns.start("paced")
-    wait_until(lambda: dials() >= 2, 15, "the first calls")
+    wait_until(lambda: dials() >= 2, 15)
     campaigns.pause("paced")
-    wait_until(lambda: campaigns.status("paced").in_progress == 0, 20, "calls in progress at pause finished")
+    wait_until(lambda: campaigns.status("paced").in_progress == 0, 20)
     at_pause = dials()
     time.sleep(1.5)
     assert dials() == at_pause  # nothing new while paused
     assert campaigns.status("paced").contacts_by_state["pending"] > 0
 
     campaigns.resume("paced")
-    wait_until(lambda: dials() > at_pause, 15, "dialling after resume")
+    wait_until(lambda: dials() > at_pause, 15)
     canceled = campaigns.cancel("paced")
     assert canceled.state == "canceled"
-    wait_until(lambda: campaigns.status("paced").in_progress == 0, 20, "calls in progress at cancel finished")
+    wait_until(lambda: campaigns.status("paced").in_progress == 0, 20)
     at_cancel = dials()
     time.sleep(1.0)
     assert dials() == at_cancel  # pending contacts are never dialled
