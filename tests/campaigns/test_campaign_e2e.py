@@ -3,6 +3,7 @@ real Redis. What the switch was asked to dial is read from the simulator's recor
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Callable
@@ -66,7 +67,9 @@ def test_a_mixed_campaign_runs_to_completed_with_retries_dnc_and_the_calling_win
     campaigns.create(config)  # retry: busy after 1 s, max 2 attempts
     for number, name in dnc.items():
         campaigns.dnc_add(name, [number])
-    rows = [{"contact_id": f"k{n}", "number": number} for n, number in enumerate(expected)]
+    rows = [
+        {"contact_id": f"k{n}", "number": number, "note": "VIP, call after lunch"} for n, number in enumerate(expected)
+    ]
     assert campaigns.add_contacts("e2e", rows).accepted == 30
     # the same window for a contact in Tokyo: closed now, so it waits and is never dialled
     campaigns.create(campaign_config("tokyo", calling_window=window))
@@ -95,6 +98,11 @@ def test_a_mixed_campaign_runs_to_completed_with_retries_dnc_and_the_calling_win
             assert {c["variables"].get("origination_caller_id_number") for c in calls} == {"+12125550100"}
         else:
             assert len(calls) == 1, number
+
+    wire = json.dumps(sim.originates())  # free text stays in Redis: metadata and the secret never reach the switch
+    assert "lunch" not in wire
+    assert "DROP TABLE" not in wire
+    assert "s3cret" not in wire
 
     tokyo = campaigns.contact("tokyo", "t1")
     assert tokyo["state"] == "outside-hours"
