@@ -31,7 +31,7 @@ from dialer.esl import dialstring
 from dialer.esl.errors import CommandError, ESLError
 from dialer.esl.events import Event
 from dialer.pacing import is_network_failure
-from dialer.store import AgentState, Store
+from dialer.store import AgentState, HashWrite, Store
 from dialer.switch import GAP, BackgroundJob, CallQueue, Switch
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,9 @@ class DialOptions:
     max_call_seconds: float = 4 * 3600
     #: Exceptions that mean "this process is shutting down": the call is handed back, not hung up.
     hand_back_on: tuple[type[BaseException], ...] = ()
+    #: The switch sends this worker only events of legs it dialled (an ESL filter on the ``dialer_worker``
+    #: channel variable): an adopted call's legs, dialled by another worker, need a filter of their own.
+    events_filtered_by_worker: bool = False
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,11 @@ class CallSession:
         self.agent_tries = 0
         self.agent_deadline: float | None = None  # until when we look for a free agent
         self.agent_ring_deadline = 0.0  # until when the agent we rang may answer
-        self.on_progress: Callable[[dict[str, str]], None] | None = None  # e.g. the RQ job's meta
+        # Where progress is shown besides the record (the RQ job's meta): given the new fields, the hash
+        # field to write with the record's own update, in the same Redis round trip (or None).
+        self.on_progress: Callable[[dict[str, str]], HashWrite | None] | None = None
+        self.final: dict[str, str] | None = None  # the record as written at the end
+        self.filtered_legs: list[str] = []  # legs whose events we asked for by Unique-ID (adopted calls)
         # gateway failover: given the failed gateway and hangup, the next gateway (already paced) or None
         self.next_gateway: Callable[[str, Hangup], str | None] | None = None
         self.tries = 1  # customer-leg originates of this attempt (one per gateway)
@@ -156,14 +163,15 @@ class CallSession:
             self.store.update(self.call_id, {}, {"event": trigger.value, "state": self.state.value, "fit": "no"})
             return
         self.state = target
+        at = _now()
+        shown = self.on_progress({"state": target.value, f"{target.value}_at": at}) if self.on_progress else None
         self.store.update(
             self.call_id,
-            {"state": target.value, f"{target.value}_at": _now(), **fields},
-            {"event": trigger.value, "state": target.value, "at": _now()},
+            {"state": target.value, f"{target.value}_at": at, **fields},
+            {"event": trigger.value, "state": target.value, "at": at},
+            also=(shown,) if shown is not None else (),
         )
         self._log("call state", trigger=trigger.value)
-        if self.on_progress is not None:
-            self.on_progress({"state": target.value, f"{target.value}_at": _now()})
 
     # ------------------------------------------------------------------ entry points
 
@@ -202,7 +210,7 @@ class CallSession:
         finally:
             if not handed_back:
                 self._cleanup()
-        return self.store.record(self.call_id)
+        return self.final if self.final is not None else self.store.record(self.call_id)
 
     def _rerun(self, claimed: dict[str, str]) -> dict[str, str]:
         """A re-run of a claimed attempt (RQ retry, a handed-back job, a race): never dial again.
@@ -244,6 +252,7 @@ class CallSession:
             self.switch.route(self.agent_uuid, self.queue)
         self.agent_answered = self.bridged
         try:
+            self._receive_events_of(self.uuid, self.agent_uuid)
             alive = self._api(dialstring.uuid_exists(self.uuid))
             if alive == "true":
                 self.customer_up = True
@@ -256,7 +265,7 @@ class CallSession:
                 self._end(Hangup("UNKNOWN"))
         finally:
             self._cleanup()
-        return self.store.record(self.call_id)
+        return self.final if self.final is not None else self.store.record(self.call_id)
 
     # ------------------------------------------------------------------ customer leg
 
@@ -512,7 +521,14 @@ class CallSession:
         self._move(Trigger.HANGUP, hangup_at=_now())
 
     def _kill(self, unique_id: str, cause: str) -> None:
-        self._api(dialstring.uuid_kill(unique_id, cause))
+        """Hang up a leg; one that is already gone (the switch hung it up with its peer) is no failure."""
+        try:
+            self.switch.api(dialstring.uuid_kill(unique_id, cause), self.options.command_timeout)
+        except CommandError as exc:
+            if "No such channel" not in exc.reply:
+                self._log("switch command failed", command="uuid_kill", error=str(exc))
+        except ESLError as exc:
+            self._log("switch command failed", command="uuid_kill", error=str(exc))
 
     def _api(self, command: str) -> str | None:
         """An API command whose failure is logged, not raised: for paths that must go on regardless."""
@@ -532,7 +548,28 @@ class CallSession:
             self._release_agent(missed=False)
         finally:
             self.switch.unroute(*(leg for leg in (self.uuid, self.agent_uuid) if leg))
+            self._stop_receiving_events()
             self._write_final()
+
+    def _receive_events_of(self, *legs: str | None) -> None:
+        """Ask the switch for the events of legs another worker dialled (see ``events_filtered_by_worker``)."""
+        if not self.options.events_filtered_by_worker:
+            return
+        for leg in legs:
+            if leg and leg not in self.filtered_legs:
+                try:
+                    self.switch.add_filter("Unique-ID", leg)
+                    self.filtered_legs.append(leg)
+                except ESLError as exc:  # the reconnect re-applies it; a GAP makes the call reconcile
+                    self._log("leg filter not added", leg=leg, error=str(exc))
+
+    def _stop_receiving_events(self) -> None:
+        legs, self.filtered_legs = self.filtered_legs, []
+        for leg in legs:
+            try:
+                self.switch.delete_filter("Unique-ID", leg)
+            except ESLError as exc:
+                self._log("leg filter not removed", leg=leg, error=str(exc))
 
     def _write_final(self) -> None:
         hangup = self.hangup or Hangup("UNKNOWN")
@@ -554,7 +591,11 @@ class CallSession:
             "reason": self.reason,
             "ended_at": _now(),
         }
-        self.store.finish(self.call_id, final, {"event": "final", "outcome": outcome.value, "cause": hangup.cause})
+        shown = (
+            self.on_progress({"state": CallState.ENDED.value, "outcome": outcome.value}) if self.on_progress else None
+        )
+        note = {"event": "final", "outcome": outcome.value, "cause": hangup.cause}
+        self.final = self.store.finish(self.call_id, final, note, also=(shown,) if shown is not None else ())
         self._log("call ended", outcome=outcome.value, cause=hangup.cause, sip_status=hangup.sip_status)
 
 

@@ -26,7 +26,7 @@ from dialer.callmodel import Hangup
 from dialer.dial import EVENTS, SUBCLASSES, CallSession, CallSpec, DialOptions, spec_from_record
 from dialer.esl.errors import ConnectionLost
 from dialer.pacing import Pacer, PacingTimeout, Permit, config_from_settings
-from dialer.store import Store, call_key
+from dialer.store import HashWrite, Store, call_key
 from dialer.switch import Switch
 from dialer.worker import ShutdownRequested
 from settings import Settings, get_settings
@@ -51,7 +51,13 @@ class Runtime:
             abandon_message=settings.abandon_message,
             command_timeout=settings.esl_command_timeout,
             hand_back_on=(ShutdownRequested,),
+            events_filtered_by_worker=True,
         )
+        # Each worker asks the switch only for the events of its own calls (their legs carry its id in
+        # ``dialer_worker``, on every channel event it follows), plus the events that carry no channel
+        # variables; without this every worker parses every event of every worker's calls.
+        own_events = [("variable_dialer_worker", self.worker_id)]
+        own_events += [("Event-Name", name) for name in ("BACKGROUND_JOB", "HEARTBEAT", "CUSTOM")]
         self.switches: list[Switch] = [
             Switch(
                 node.host,
@@ -60,6 +66,7 @@ class Runtime:
                 name=node.name,
                 events=EVENTS,
                 subclasses=SUBCLASSES,
+                filters=own_events,
                 connect_timeout=settings.esl_connect_timeout,
                 command_timeout=settings.esl_command_timeout,
                 backoff_min=settings.esl_reconnect_min,
@@ -106,7 +113,9 @@ class Runtime:
         candidates: Sequence[Switch] = [s for s in self.switches if s.connected] or self.switches
         return candidates[zlib.crc32(call_id.encode()) % len(candidates)]
 
-    def place(self, spec: CallSpec, on_progress: Callable[[dict[str, str]], None] | None = None) -> dict[str, str]:
+    def place(
+        self, spec: CallSpec, on_progress: Callable[[dict[str, str]], HashWrite | None] | None = None
+    ) -> dict[str, str]:
         """Run one attempt. A new attempt first waits for its pacing (``PacingTimeout`` if it cannot get
         it in time: then nothing was claimed nor dialled and the job may simply run again); a re-run of
         a claimed attempt never dials, so it takes no token."""

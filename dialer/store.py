@@ -38,6 +38,7 @@ PREFIX = "dialer"
 INFLIGHT = f"{PREFIX}:inflight"
 AGENTS = f"{PREFIX}:agents"
 LOG_MAXLEN = 200
+POOL_SIZE = 32  # connections per process: Redis answers in microseconds, so a few dozen serve 1,000s of calls
 
 
 def call_key(call_id: str) -> str:
@@ -133,21 +134,33 @@ return false
 """
 )
 
-# KEYS: agent hash, lease, available zset. ARGV: call_id, wrap-up seconds, missed (0/1), next state.
-# Releases the agent only if this call still holds it.
+# KEYS: agent hash, lease. ARGV: call_id, wrap-up seconds, missed (0/1), next state.
+# Releases the agent only if this call still holds it; the available zset is the agent's group's.
 _RELEASE = (
     _NOW
     + """
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+local available = 'dialer:agents:' .. (redis.call('HGET', KEYS[1], 'group') or '') .. ':available'
 redis.call('DEL', KEYS[2])
 if ARGV[3] == '1' then redis.call('HINCRBY', KEYS[1], 'missed', 1) else redis.call('HSET', KEYS[1], 'missed', 0) end
 redis.call('HSET', KEYS[1], 'call', '', 'state', ARGV[4])
 if ARGV[4] == 'wrap-up' or ARGV[4] == 'available' then
-  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), redis.call('HGET', KEYS[1], 'id'))
+  redis.call('ZADD', available, now + tonumber(ARGV[2]), redis.call('HGET', KEYS[1], 'id'))
 end
 return 1
 """
 )
+
+# KEYS: agent lease, agent hash. ARGV: call_id, state. The agent is on this call only if the call holds it.
+_ON_CALL = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[2], 'state', ARGV[2])
+return 1
+"""
+
+
+#: A hash field written beside a record update: (key, field, value).
+HashWrite = tuple[str, str, bytes | str]
 
 
 def _decode(raw: Any) -> dict[str, str]:
@@ -176,11 +189,23 @@ class Store:
         self._adopt = client.register_script(_ADOPT)
         self._reserve = client.register_script(_RESERVE)
         self._release = client.register_script(_RELEASE)
+        self._on_call = client.register_script(_ON_CALL)
 
     @classmethod
-    def from_url(cls, url: str, lease_seconds: float = 30.0, timeout: float = 5.0) -> Store:
-        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-        return cls(client, lease_seconds)
+    def from_url(
+        cls, url: str, lease_seconds: float = 30.0, timeout: float = 5.0, max_connections: int = POOL_SIZE
+    ) -> Store:
+        """A store on a blocking pool: hundreds of call greenlets share ``max_connections`` connections and
+        wait (at most ``timeout``) for a free one. redis-py's default pool instead raises "Too many
+        connections" once 100 commands are in flight at once, which failed calls mid-way at 500 per process."""
+        pool = redis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=timeout,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+        )
+        return cls(redis.Redis(connection_pool=pool), lease_seconds)
 
     # ------------------------------------------------------------------ calls
 
@@ -195,22 +220,36 @@ class Store:
     def record(self, call_id: str) -> dict[str, str]:
         return _decode(self.redis.hgetall(call_key(call_id)))
 
-    def update(self, call_id: str, fields: Mapping[str, str], note: Mapping[str, str] | None = None) -> None:
-        """Write fields of the record and, with ``note``, append an entry to the call's log stream."""
+    def update(
+        self,
+        call_id: str,
+        fields: Mapping[str, str],
+        note: Mapping[str, str] | None = None,
+        also: Iterable[HashWrite] = (),
+    ) -> None:
+        """Write fields of the record and, with ``note``, append an entry to the call's log stream; ``also``:
+        more hash fields to set in the same round trip (e.g. the RQ job's meta, see ``jobs.calls``)."""
         pipe = self.redis.pipeline(transaction=True)
         if fields:
             pipe.hset(call_key(call_id), mapping=_fields(fields))
         if note:
             pipe.xadd(call_log_key(call_id), dict(note), maxlen=LOG_MAXLEN, approximate=True)
+        for key, name, value in also:
+            pipe.hset(key, name, value)
         pipe.execute()
 
-    def finish(self, call_id: str, fields: Mapping[str, str], note: Mapping[str, str]) -> None:
-        """Write the final record and drop the in-flight lease, atomically."""
+    def finish(
+        self, call_id: str, fields: Mapping[str, str], note: Mapping[str, str], also: Iterable[HashWrite] = ()
+    ) -> dict[str, str]:
+        """Write the final record and drop the in-flight lease, atomically; returns the whole record."""
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(call_key(call_id), mapping=_fields(fields))
         pipe.xadd(call_log_key(call_id), dict(note), maxlen=LOG_MAXLEN, approximate=True)
         pipe.zrem(INFLIGHT, call_id)
-        pipe.execute()
+        for key, name, value in also:
+            pipe.hset(key, name, value)
+        pipe.hgetall(call_key(call_id))
+        return _decode(pipe.execute()[-1])
 
     def call_log(self, call_id: str) -> list[dict[str, str]]:
         return [_decode(fields) for _id, fields in self.redis.xrange(call_log_key(call_id))]
@@ -281,8 +320,7 @@ class Store:
         return _text(agent) if agent else None
 
     def agent_on_call(self, agent_id: str, call_id: str) -> None:
-        if self.redis.get(agent_lease_key(agent_id)) == call_id.encode():
-            self.redis.hset(agent_key(agent_id), "state", AgentState.ON_CALL.value)
+        self._on_call(keys=[agent_lease_key(agent_id), agent_key(agent_id)], args=[call_id, AgentState.ON_CALL.value])
 
     def release_agent(
         self,
@@ -294,11 +332,8 @@ class Store:
         state: AgentState | None = None,
     ) -> bool:
         """Give the agent back (after wrap-up) if ``call_id`` still holds it."""
-        info = self.agent(agent_id)
-        if not info:
-            return False
         next_state = state or (AgentState.WRAP_UP if wrap_up > 0 else AgentState.AVAILABLE)
-        keys = [agent_key(agent_id), agent_lease_key(agent_id), available_key(info["group"])]
+        keys = [agent_key(agent_id), agent_lease_key(agent_id)]
         args = [call_id, str(wrap_up), "1" if missed else "0", next_state.value]
         return bool(self._release(keys=keys, args=args))
 

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from settings import Settings
 
+RQ_POOL_SIZE = 64
+
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
@@ -79,7 +81,11 @@ def main(argv: list[str]) -> int:
         return 2
     _configure_logging()
     log = logging.getLogger("dialer.worker")
-    connection = redis.Redis.from_url(args.redis_url)
+    # A blocking pool: hundreds of job greenlets share a few dozen connections and wait for a free one.
+    # redis-py's default pool raises "Too many connections" once 100 commands are in flight at once,
+    # which broke RQ's bookkeeping of finished jobs under load.
+    pool = redis.BlockingConnectionPool.from_url(args.redis_url, max_connections=RQ_POOL_SIZE, timeout=30)
+    connection = redis.Redis(connection_pool=pool)
     runtime = None
     try:
         worker = GeventWorker(
