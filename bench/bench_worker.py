@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import time
@@ -28,7 +29,7 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry
 from rq.serializers import JSONSerializer
 
 from bench.report import Section, log, table
-from bench.rig import Control, Rig, cpu_seconds, rss_mb, wait_for
+from bench.rig import Control, Rig, cpu_seconds, machine_busy, rss_mb, wait_for, wait_quiet
 from dialer.dial import EVENTS, SUBCLASSES, leg_uuid
 from dialer.enqueue import CALL_QUEUE, enqueue_call
 from dialer.esl import FrameParser, commands, dialstring
@@ -40,6 +41,9 @@ TALK_MS = 200  # throughput and probe calls: the agent hangs up this long after 
 HOLD_MS = 3_600_000  # held calls: the agent never hangs up during the run
 INSTANT = {"ring_ms": 0, "early_media": False, "answer_ms": 0}
 BASELINE_QUEUE = "baseline"
+# Greenlets per worker for the throughput runs: enough to keep a process busy; more only queues work inside
+# one saturated process (answer -> bridge then grows past the agents' talk time and calls are abandoned).
+CONCURRENCY = 100
 
 
 @dataclass(frozen=True)
@@ -136,7 +140,7 @@ def capture_one_call(rig: Rig) -> tuple[bytes, float]:
     listener.read_for(0.3 + TALK_MS / 1000)
     wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, 10, "the floor call")
     listener.read_for(0.1)
-    listener.capturing = False
+    listener.close()  # a subscriber that stops reading would be disconnected by the switch, noisily
     return bytes(listener.captured), time.perf_counter() - started
 
 
@@ -182,6 +186,7 @@ class Sample:
     workers_cpu: float
     sim_cpu: float
     redis_cpu: float
+    machine_cpu: float
 
 
 @dataclass
@@ -194,6 +199,7 @@ class Throughput:
     worker_util: float  # worker CPU seconds per second (1.0 = one core)
     sim_util: float
     redis_util: float
+    others_util: float  # processes outside this benchmark (other users of the machine)
 
 
 def sample(rig: Rig, pids: list[int], registry: FinishedJobRegistry) -> Sample:
@@ -203,6 +209,7 @@ def sample(rig: Rig, pids: list[int], registry: FinishedJobRegistry) -> Sample:
         sum(cpu_seconds(pid) for pid in pids),
         cpu_seconds(rig.sim_proc.pid),
         cpu_seconds(rig.redis_proc.pid),
+        machine_busy(),
     )
 
 
@@ -216,7 +223,10 @@ def throughput(rig: Rig, workers: int, calls: int, floor_capture: bool) -> tuple
     registry = FinishedJobRegistry(queue=queue)
     for job_id in registry.get_job_ids():  # earlier runs' jobs
         registry.remove(job_id)
-    procs = [rig.start_worker(f"tp{workers}-{i}", 500) for i in range(workers)]
+    quiet = wait_quiet([rig.sim_proc.pid, rig.redis_proc.pid])
+    log(f"bench worker: other processes keep {quiet:.2f} cores busy")
+    procs = [rig.start_worker(f"tp{workers}-{i}", CONCURRENCY) for i in range(workers)]
+    bench_cpu_start = cpu_seconds(os.getpid())
     traffic = b""
     try:
         pids = [p.pid for p in procs]
@@ -230,11 +240,13 @@ def throughput(rig: Rig, workers: int, calls: int, floor_capture: bool) -> tuple
                 raise RuntimeError("a worker exited during the run")
             time.sleep(0.1)
             samples.append(sample(rig, pids, registry))
+        bench_cpu_end = cpu_seconds(os.getpid())
         if floor_capture:
             traffic, _ = capture_one_call(rig)
     finally:
         for proc in procs:
             rig.stop(proc)
+    bench_cpu = (bench_cpu_end - bench_cpu_start) / (samples[-1].at - samples[0].at)
     low = next(s for s in samples if s.done >= calls * 0.1)
     high = next(s for s in samples if s.done >= calls * 0.9)
     if high is low:  # tiny runs: the whole run
@@ -248,6 +260,8 @@ def throughput(rig: Rig, workers: int, calls: int, floor_capture: bool) -> tuple
     if failed:
         log(f"bench worker: {failed} failed job(s)")
     share = completed / calls
+    ours = [(high.workers_cpu - low.workers_cpu), (high.sim_cpu - low.sim_cpu), (high.redis_cpu - low.redis_cpu)]
+    ours_util = sum(ours) / span + bench_cpu
     result = Throughput(
         workers,
         calls,
@@ -257,6 +271,7 @@ def throughput(rig: Rig, workers: int, calls: int, floor_capture: bool) -> tuple
         (high.workers_cpu - low.workers_cpu) / span,
         (high.sim_cpu - low.sim_cpu) / span,
         (high.redis_cpu - low.redis_cpu) / span,
+        max(0.0, (high.machine_cpu - low.machine_cpu) / span - ours_util),
     )
     log(f"bench worker: {result}")
     return result, traffic
@@ -315,6 +330,7 @@ class Level:
     answer_to_bridge: list[float]  # ms, customer answer -> uuid_bridge received (agent answers at once)
     rss_mb: float
     ramp_rate: float  # held calls set up per second while ramping to this level
+    others: float  # cores kept busy by processes outside this benchmark during the probe
 
 
 def ramp(rig: Rig, control: Control, start: int, level: int) -> float:
@@ -370,13 +386,17 @@ def latency(rig: Rig, sizes: Sizes) -> list[Level]:
                 log(f"bench worker: {exc}")
                 break
             held = level
-            time.sleep(1.0)
+            ours = [worker.pid, rig.sim_proc.pid, rig.redis_proc.pid, os.getpid()]
+            wait_quiet(ours)
+            machine, mine, started = machine_busy(), sum(cpu_seconds(pid) for pid in ours), time.perf_counter()
             pairs, channels = probe(rig, control, level, sizes)
+            mine = sum(cpu_seconds(pid) for pid in ours) - mine
+            others = max(0.0, machine_busy() - machine - mine) / (time.perf_counter() - started)
             a2o = [(p["agent"]["time"] - p["customer"]["answered_at"]) * 1000 for p in pairs]
             a2b = bridge_ms([p["agent"] for p in pairs])
             c2b = bridge_ms([p["customer"] for p in pairs])
             concurrent = statistics.mean(channels) / 2 if channels else float("nan")
-            levels.append(Level(level, concurrent, len(pairs), a2o, a2b, c2b, rss_mb(worker.pid), rate))
+            levels.append(Level(level, concurrent, len(pairs), a2o, a2b, c2b, rss_mb(worker.pid), rate, others))
             log(f"bench worker: {level} held: p99 answer->agent originate {percentile(a2o, 0.99):.2f} ms, "
                 f"RSS {levels[-1].rss_mb:.0f} MB")  # fmt: skip
         control.api("hupall NORMAL_CLEARING")
@@ -399,6 +419,7 @@ def stats_row(name: str, level: Level, values: list[float]) -> list[object]:
         f"{percentile(values, 0.95):.2f}",
         f"{percentile(values, 0.99):.2f}",
         f"{max(values):.2f}" if values else "nan",
+        f"{level.others:.2f}",
     ]
 
 
@@ -447,7 +468,8 @@ def section(
         sim_note = " (bottleneck)" if r.sim_util > 0.85 else ""
         rows.append([r.workers, f"{r.completed:,}/{r.calls:,}", f"{r.rate:,.0f}", f"{r.worker_cpu_ms:.2f}",
                      f"{r.worker_util:.2f}", f"{r.sim_util:.2f}{sim_note}", f"{r.redis_util:.2f}",
-                     f"{r.worker_cpu_ms * 1000 / floor_us:.0f}x" if floor_us else "-"])  # fmt: skip
+                     f"{r.worker_cpu_ms * 1000 / floor_us:.0f}x" if floor_us else "-",
+                     f"{r.others_util:.2f}"])  # fmt: skip
     compare = next((r for r in runs if r.workers == sizes.baseline_workers), runs[-1])
     lat_rows = []
     for level in levels:
@@ -457,12 +479,25 @@ def section(
     scale_rows = [[f"{lv.held:,}", f"{lv.rss_mb:.0f}", f"{lv.ramp_rate:,.0f}",
                    f"{percentile(lv.answer_to_originate, 0.99):.2f}"] for lv in levels]  # fmt: skip
     parts = [
-        f"Throughput: {sizes.calls:,} calls queued, then N `dialer worker` processes (500 greenlets each) take them; "
+        f"Throughput: {sizes.calls:,} calls queued, then N `dialer worker` processes ({CONCURRENCY} greenlets "
+        "each) take them; "
         f"callees and agents answer at once, agents hang up after {TALK_MS} ms, no wrap-up, hold music on. "
         "Rate and CPU between 10 % and 90 % of completions. CPU columns are cores busy (1.00 = one core of the "
-        "machine's two); *floor x* = worker CPU per call / the floor below.",
+        "machine's two); *floor x* = worker CPU per call / the floor below; *other load* = cores kept busy by "
+        "processes outside this benchmark (this machine is shared; each run first waits up to 60 s for it to "
+        "fall under 0.3).",
         table(
-            ["workers", "completed", "calls/s", "worker CPU ms/call", "workers CPU", "sim CPU", "redis CPU", "floor x"],
+            [
+                "workers",
+                "completed",
+                "calls/s",
+                "worker CPU ms/call",
+                "workers CPU",
+                "sim CPU",
+                "redis CPU",
+                "floor x",
+                "other load",
+            ],
             rows,
         ),
         f"Obvious design: {sizes.baseline_workers} stock `rq worker` process(es), a fork per job, each job a fresh "
@@ -488,7 +523,7 @@ def section(
         "*concurrent* = simulator channels / 2 during the probe. The dialer reacts to the customer's "
         "CHANNEL_ANSWER by originating the agent (after hold music, agent reservation and `sofia_contact`), "
         "and to the agent's CHANNEL_ANSWER with `uuid_bridge`.",
-        table(["held", "concurrent", "interval", "n", "p50 ms", "p95 ms", "p99 ms", "max ms"], lat_rows),
+        table(["held", "concurrent", "interval", "n", "p50 ms", "p95 ms", "p99 ms", "max ms", "other load"], lat_rows),
         "Scale in one process:",
         table(["held calls", "worker RSS MB", "ramp calls/s", "p99 answer -> agent originate ms"], scale_rows),
         f"Most calls held by one process with p99 answer -> agent originate under 10 ms: {most_held(levels)}.",

@@ -41,6 +41,30 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14 and 15)
 
 
+def machine_busy() -> float:
+    """CPU seconds the whole machine has been busy (all cores), from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / CLK_TCK
+
+
+def others_busy(ours: list[int], seconds: float = 1.0) -> float:
+    """Cores kept busy over ``seconds`` by processes other than ``ours`` and this one (other users of the
+    machine: their load skews every figure here)."""
+    pids = [*ours, os.getpid()]
+    machine, mine = machine_busy(), sum(cpu_seconds(pid) for pid in pids)
+    time.sleep(seconds)
+    return max(0.0, (machine_busy() - machine) - (sum(cpu_seconds(pid) for pid in pids) - mine)) / seconds
+
+
+def wait_quiet(ours: list[int], limit: float = 0.3, timeout: float = 60.0) -> float:
+    """Wait (up to ``timeout``) until other processes keep less than ``limit`` cores busy; returns their load."""
+    deadline = time.monotonic() + timeout
+    while (load := others_busy(ours)) > limit and time.monotonic() < deadline:
+        pass
+    return load
+
+
 def rss_mb(pid: int) -> float:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_KB / 1024
 
