@@ -406,7 +406,9 @@ class CallSession:
                 self._kill(self.uuid, "NORMAL_CLEARING")
                 return
             if self.options.hold_music:
-                self._api(dialstring.uuid_broadcast(self.uuid, self.options.hold_music, "aleg"))
+                # Its own greenlet: it is written first (at this greenlet's next wait), but the agent search
+                # does not wait for the switch's reply; answer -> agent originate is one round trip shorter.
+                gevent.spawn(self._api, dialstring.uuid_broadcast(self.uuid, self.options.hold_music, "aleg"))
             self.agent_deadline = time.monotonic() + self.options.agent_wait
             self._connect_agent()
             return
