@@ -7,20 +7,23 @@ another gateway is another originate: it paces again, on the new gateway.
 
 Rate limit: GCRA (the "virtual scheduling" form of a token bucket), times in Redis microseconds.
 For a limit of ``c`` calls per second and a safety ``margin`` ``m`` (``DIALER_PACING_MARGIN``), the
-emission interval is ``T = (1 + m) / c`` and the tolerance ``tau = m / 2`` seconds. Each limit keeps
-one number, its theoretical arrival time ``TAT``. A call is granted at Redis time ``t`` only if
-``t >= TAT - tau`` for every limit; then each limit's ``TAT`` becomes ``max(TAT, t) + T``.
+emission interval is ``T = (1 + m) / c`` and the lateness tolerance ``tau = m / 2`` seconds. Each
+limit keeps one number, its theoretical arrival time ``TAT``. A call is granted at Redis time ``t``
+only if ``t >= TAT`` for every limit; then each limit's ``TAT`` becomes ``TAT + T`` if the grant was
+at most ``tau`` late (``TAT >= t - tau``), else ``t + T`` (an idle limit starts afresh, with no credit).
 
 Why no one-second window can hold more than ``ceil(c)`` originates (write ``n = ceil(c)``): take
-grants ``t_k`` and ``t_{k+n}`` of one limit. After grant ``k``, ``TAT >= t_k + T``, and each later
-grant adds at least ``T``, so when grant ``k+n`` is decided ``TAT >= t_k + n*T`` and it needs
-``t_{k+n} >= TAT - tau``. Hence ``t_{k+n} - t_k >= n*T - tau >= (1 + m) - m/2 = 1 + m/2`` seconds:
-any ``n + 1`` grants span more than one second, with ``m/2`` to spare for the delivery jitter
-between the grant and the switch receiving the originate (a worker's scheduling, the ESL write).
-The other half of the margin, ``tau``, lets a waiter wake a little late without the lateness adding
-up from grant to grant, so under a full queue the achieved rate is ``c / (1 + m)`` (97% of the limit
-with the default 3%). A plain token bucket of capacity ``c`` would allow ``2c`` in a window that
-straddles a refill; here the burst is one call.
+grants ``t_k`` and ``t_{k+n}`` of one limit. After grant ``k``, ``TAT >= t_k - tau + T`` (either
+branch), each later grant adds at least ``T``, and grant ``k+n`` needs ``t_{k+n} >= TAT``. Hence
+``t_{k+n} - t_k >= n*T - tau >= (1 + m) - m/2 = 1 + m/2`` seconds: any ``n + 1`` grants span more
+than one second, with at least ``m/2`` to spare for the delivery jitter between the grant and the
+switch receiving the originate (a worker's scheduling, the claim, the ESL write). In the usual case
+the spare is larger: after an idle spell the first ``n + 1`` grants span ``n*T >= 1 + m``, and a
+saturated limit's grants span ``n*T`` minus the (sub-millisecond) lateness of the earliest one.
+``tau`` lets waiters wake a little late without the lateness adding up from grant to grant, so under
+a full queue the achieved rate is ``c / (1 + m)`` (97% of the limit with the default 3%). A plain
+token bucket of capacity ``c`` would allow ``2c`` in a window that straddles a refill; here the
+burst is one call.
 
 Concurrency caps are leases: a sorted set of call ids scored by lease expiry (Redis time). A cap is
 full when it holds ``max_concurrent`` unexpired leases; expired ones (their worker died) are dropped
@@ -144,7 +147,7 @@ class PacingConfig:
 
 @dataclass(frozen=True)
 class Rate:
-    """One CPS limit as the script sees it: emission interval and tolerance, in microseconds."""
+    """One CPS limit as the script sees it: emission interval and lateness tolerance, in microseconds."""
 
     key: str
     interval_us: int
@@ -197,13 +200,14 @@ end
 local wait, tats = 0, {}
 for i = 1, n do
   tats[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
-  local allowed_at = tats[i] - tonumber(ARGV[4 + 2 * i])
-  if allowed_at - now > wait then wait = allowed_at - now end
+  if tats[i] - now > wait then wait = tats[i] - now end
 end
 if full then return {1, wait} end
 if wait > 0 then return {2, wait} end
 for i = 1, n do
-  local tat = math.max(tats[i], now) + tonumber(ARGV[3 + 2 * i])
+  local base = tats[i]  -- at most tau late: keep the schedule; idle: start afresh
+  if base < now - tonumber(ARGV[4 + 2 * i]) then base = now end
+  local tat = base + tonumber(ARGV[3 + 2 * i])
   redis.call('SET', KEYS[i], string.format('%d', tat), 'PX', math.floor((tat - now) / 1000) + 60000)
 end
 local lease = tonumber(ARGV[3])

@@ -10,6 +10,8 @@ Every key the dialer writes, in one place:
     dialer:agent:<id>                  hash    id, group, endpoint, state, call, missed
     dialer:agents:<group>:available    zset    agent id -> time from which it may take a call (wrap-up ends)
     dialer:agent:<id>:lease            string  the call holding the agent; expires if its worker dies
+    dialer:pacing:...                  pacing: CPS limits (GCRA), concurrency leases, gateway back-off;
+                                       listed, with their meaning, at the top of ``dialer.pacing``
 
 Campaigns (``dialer.campaigns``; each key, and the Lua that changes it, in ``dialer/campaigns/state.py``):
 
