@@ -28,7 +28,8 @@ burst is one call.
 Concurrency caps are leases: a sorted set of call ids scored by lease expiry (Redis time). A cap is
 full when it holds ``max_concurrent`` unexpired leases; expired ones (their worker died) are dropped
 by the next acquire. The runtime's lease loop renews the leases of its running calls every third of
-the lease and releases them on every exit path.
+the lease and releases them on every exit path; a worker that adopts a dead worker's call takes its
+leases again (``Pacer.hold``), so a call that outlived its worker still counts.
 
 Waiting: ``Pacer.acquire`` returns a :class:`Permit` or raises :class:`PacingTimeout` after at most
 ``timeout`` seconds (``DIALER_PACING_WAIT_TIMEOUT``). The script says how long until the next token,
@@ -219,14 +220,15 @@ return {0, 0}
 """
 )
 
-# KEYS: cap keys. ARGV: call_id, now, lease µs. Extends the leases the call still holds (XX: a released
-# or expired lease is not brought back).
+# KEYS: cap keys. ARGV: call_id, now, lease µs, mode. Extends the leases the call still holds (XX: a
+# released or expired lease is not brought back), or with mode 'add' takes them whatever the caps say.
 _RENEW = (
     _NOW_US
     + """
 local lease = tonumber(ARGV[3])
 for i = 1, #KEYS do
-  redis.call('ZADD', KEYS[i], 'XX', now + lease, ARGV[1])
+  if ARGV[4] == 'add' then redis.call('ZADD', KEYS[i], now + lease, ARGV[1])
+  else redis.call('ZADD', KEYS[i], 'XX', now + lease, ARGV[1]) end
   redis.call('PEXPIRE', KEYS[i], math.floor(lease / 1000) + 60000)
 end
 return #KEYS
@@ -375,6 +377,21 @@ class Pacer:
         finally:
             turnstile.lock.release()
 
+    def hold(self, call_id: str, gateway: str, campaign: str) -> Permit:
+        """Count an adopted call (its worker died, so its leases expired) against the caps again, without
+        a cap check: it is live on the switch whatever the cap says. The campaign's cap is known only
+        to its calls, so its lease is taken when the campaign's lease set exists (others hold one)."""
+        keys = []
+        if self.config.gateways.get(gateway, GatewayLimits()).max_concurrent is not None:
+            keys.append(calls_key("gateway", gateway))
+        if campaign and self.redis.exists(calls_key("campaign", campaign)):
+            keys.append(calls_key("campaign", campaign))
+        if keys:
+            pipe = self.redis.pipeline(transaction=False)
+            self._renew(keys=keys, args=[call_id, self._now(), self._lease_us, "add"], client=pipe)
+            pipe.execute()
+        return Permit(call_id, tuple(keys))
+
     def renew(self, permits: Iterable[Permit]) -> None:
         """Extend the leases of calls still running (the runtime's lease loop, every third of a lease)."""
         now, lease = self._now(), self._lease_us
@@ -383,7 +400,7 @@ class Pacer:
             return
         pipe = self.redis.pipeline(transaction=False)
         for permit in held:
-            self._renew(keys=list(permit.lease_keys), args=[permit.call_id, now, lease], client=pipe)
+            self._renew(keys=list(permit.lease_keys), args=[permit.call_id, now, lease, "renew"], client=pipe)
         pipe.execute()
 
     def release(self, permit: Permit, keys: Sequence[str] | None = None) -> None:

@@ -179,9 +179,14 @@ class Runtime:
         log.warning("adopting orphaned call", extra={"call_id": call_id, "from": record.get("owner")})
         self.active[call_id] = session
         try:
+            if not record.get("outcome"):  # still live on the switch: it counts against the caps again
+                self.permits[call_id] = self.pacer.hold(call_id, record.get("gateway", ""), record.get("campaign", ""))
             return session.adopt(record)
         finally:
             self.active.pop(call_id, None)
+            permit = self.permits.pop(call_id, None)
+            if permit is not None:
+                self.pacer.release(permit)
 
     # ------------------------------------------------------------------ loops
 

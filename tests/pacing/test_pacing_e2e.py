@@ -18,7 +18,8 @@ from dialer.dial import CallSpec, leg_uuid
 from dialer.enqueue import enqueue_call
 from dialer.pacing import GLOBAL_CPS, PacingTimeout, backoff_key, calls_key
 from dialer.runtime import Runtime
-from tests.e2e.conftest import Sim
+from dialer.store import Store
+from tests.e2e.conftest import Sim, ready_agents
 from tests.worker.polling import wait_until
 
 from .windows import achieved_rate, max_in_any_window
@@ -56,6 +57,11 @@ def spec(contact: str, n: int, **overrides: Any) -> CallSpec:
 
 def times_on(originates: list[dict[str, Any]], endpoint: str) -> list[float]:
     return [o["time"] for o in originates if o["endpoint"] == endpoint]
+
+
+def live_leases(client: redis.Redis, key: str) -> list[str]:
+    seconds, micros = client.time()
+    return sorted(m.decode() for m in client.zrangebyscore(key, seconds * 1_000_000 + micros, "+inf"))
 
 
 def place_all(runtimes: list[Runtime], specs: list[CallSpec], timeout: float = 30) -> list[dict[str, str]]:
@@ -229,3 +235,29 @@ def test_each_failover_try_takes_the_next_gateways_token_and_lease(sim: Sim, mak
     call.get(timeout=10)
     assert held == [[]]  # the failed gateway's lease was given back before the next try
     assert runtime.pacer.holders(calls_key("gateway", "pstn")) == []
+
+
+def test_calls_adopted_from_a_killed_worker_count_against_the_cap_again(
+    sim: Sim, workers: Callable[..., subprocess.Popen[str]], redis_client: redis.Redis
+) -> None:
+    """A worker dies (SIGKILL) with two bridged calls: its pacing leases expire with it, and the worker
+    that adopts the calls takes them again while the customers are still talking."""
+    agents = [f"60{n:02d}" for n in range(2)]
+    sim.scenario(agents=[{"id": a, "answer_ms": 20, "talk_ms": 6000} for a in agents])
+    store = Store(redis_client)
+    ready_agents(store, *agents)
+    limits = json.dumps({"pstn": {"max_concurrent": 2}})
+    doomed = workers("doomed", DIALER_GATEWAY_LIMITS=limits)
+    for n in range(2):
+        enqueue_call(redis_client, payload(f"a{n}", n))
+    call_ids = [f"pace:a{n}:1" for n in range(2)]
+    wait_until(lambda: all(store.record(c).get("state") == "bridged" for c in call_ids), 20)
+    assert live_leases(redis_client, calls_key("gateway", "pstn")) == call_ids
+    doomed.kill()
+    doomed.wait(timeout=10)
+    workers("rescuer", DIALER_GATEWAY_LIMITS=limits)
+    wait_until(lambda: all(store.record(c).get("owner") == "rescuer" for c in call_ids), 20)
+    assert all(store.record(c).get("state") == "bridged" for c in call_ids)
+    assert live_leases(redis_client, calls_key("gateway", "pstn")) == call_ids  # not the expired ones
+    wait_until(lambda: all(store.record(c).get("outcome") == "completed" for c in call_ids), 20)
+    wait_until(lambda: redis_client.zcard(calls_key("gateway", "pstn")) == 0, 5)
