@@ -19,6 +19,7 @@ from dialer.enqueue import enqueue_call
 from dialer.pacing import GLOBAL_CPS, PacingTimeout, backoff_key, calls_key
 from dialer.runtime import Runtime
 from dialer.store import Store
+from dialer.worker import ShutdownRequested
 from tests.e2e.conftest import Sim, ready_agents
 from tests.worker.polling import wait_until
 
@@ -90,8 +91,7 @@ def test_global_cps_holds_across_four_worker_processes(
     assert {o["variables"]["dialer_worker"] for o in originates} == {"p1", "p2", "p3", "p4"}
     peak, rate = max_in_any_window(times), achieved_rate(times)
     closest = min(last - first for first, last in zip(sorted(times), sorted(times)[20:], strict=False))
-    print(f"\n4 workers, 120 calls, limit 20 CPS: at most {peak} in any 1 s window (21 originates span at least ")
-    print(f"{closest:.4f} s), achieved {rate:.2f} CPS")
+    print(f"\n4 workers, 120 calls, limit 20: max {peak} in a 1 s window, 21 span >= {closest:.4f} s, {rate:.2f} CPS")
     assert peak <= 20
     assert rate >= 0.95 * 20
     assert {j.return_value()["outcome"] for j in jobs} == {"busy"}  # type: ignore[index]
@@ -261,3 +261,17 @@ def test_calls_adopted_from_a_killed_worker_count_against_the_cap_again(
     assert live_leases(redis_client, calls_key("gateway", "pstn")) == call_ids  # not the expired ones
     wait_until(lambda: all(store.record(c).get("outcome") == "completed" for c in call_ids), 20)
     wait_until(lambda: redis_client.zcard(calls_key("gateway", "pstn")) == 0, 5)
+
+
+def test_a_worker_shutting_down_during_the_wait_leaves_the_attempt_unclaimed(sim: Sim, make_runtime: Any) -> None:
+    sim.scenario(default=BUSY_FAST)
+    runtime = make_runtime(global_cps=2)
+    runtime.place(spec("w1", 1))
+    waiting = gevent.spawn(runtime.place, spec("w2", 2))
+    gevent.sleep(0.1)  # within the ~0.5 s until the next token
+    waiting.kill(ShutdownRequested("warm shutdown"), block=True, timeout=5)
+    assert isinstance(waiting.exception, ShutdownRequested)  # the worker hands the job back
+    assert runtime.store.record("pace:w2:1") == {}
+    assert runtime.permits == {}
+    assert runtime.place(spec("w2", 2))["outcome"] == "busy"  # the re-run dials it; the turnstile is free
+    assert [o["number"] for o in sim.originates()] == [number(1), number(2)]
