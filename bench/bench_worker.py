@@ -44,6 +44,10 @@ BASELINE_QUEUE = "baseline"
 # Greenlets per worker for the throughput runs: enough to keep a process busy; more only queues work inside
 # one saturated process (answer -> bridge then grows past the agents' talk time and calls are abandoned).
 CONCURRENCY = 100
+# This machine is shared: a measurement during which other processes kept more than QUIET cores busy is
+# repeated, up to TRIES times, and the least disturbed one is reported (with its "other load").
+QUIET = 0.2
+TRIES = 3
 
 
 PROFILE = """Where a worker's CPU goes (py-spy, one worker, 100 greenlets, steady state): no single hot spot;
@@ -230,9 +234,9 @@ def sample(rig: Rig, pids: list[int], registry: FinishedJobRegistry) -> Sample:
     )
 
 
-def throughput(rig: Rig, workers: int, calls: int, floor_capture: bool) -> tuple[Throughput, bytes]:
+def throughput(rig: Rig, workers: int, calls: int, floor_capture: bool, attempt: int) -> tuple[Throughput, bytes]:
     store = Store(rig.redis)
-    campaign = f"tp{workers}"
+    campaign = f"tp{workers}-{attempt}"
     log(f"bench worker: throughput, {workers} worker(s), {calls} calls: enqueueing")
     for n in range(calls):
         enqueue_call(rig.redis, payload(campaign, n, "thr"))
@@ -242,7 +246,7 @@ def throughput(rig: Rig, workers: int, calls: int, floor_capture: bool) -> tuple
         registry.remove(job_id)
     quiet = wait_quiet([rig.sim_proc.pid, rig.redis_proc.pid])
     log(f"bench worker: other processes keep {quiet:.2f} cores busy")
-    procs = [rig.start_worker(f"tp{workers}-{i}", CONCURRENCY) for i in range(workers)]
+    procs = [rig.start_worker(f"{campaign}-{i}", CONCURRENCY) for i in range(workers)]
     bench_cpu_start = cpu_seconds(os.getpid())
     traffic = b""
     try:
@@ -358,10 +362,9 @@ def ramp(rig: Rig, control: Control, start: int, level: int) -> float:
     return (level - start) / (time.perf_counter() - started)
 
 
-def probe(rig: Rig, control: Control, level: int, sizes: Sizes) -> tuple[list[dict[str, Any]], list[int]]:
+def probe(rig: Rig, control: Control, campaign: str, sizes: Sizes) -> tuple[list[dict[str, Any]], list[int]]:
     store = Store(rig.redis)
     control.api("sim clear")
-    campaign = f"pr{level}"
     channels: list[int] = []
     started = time.perf_counter()
     for n in range(sizes.probe):
@@ -404,11 +407,19 @@ def latency(rig: Rig, sizes: Sizes) -> list[Level]:
                 break
             held = level
             ours = [worker.pid, rig.sim_proc.pid, rig.redis_proc.pid, os.getpid()]
-            wait_quiet(ours)
-            machine, mine, started = machine_busy(), sum(cpu_seconds(pid) for pid in ours), time.perf_counter()
-            pairs, channels = probe(rig, control, level, sizes)
-            mine = sum(cpu_seconds(pid) for pid in ours) - mine
-            others = max(0.0, machine_busy() - machine - mine) / (time.perf_counter() - started)
+            best: tuple[float, list[dict[str, Any]], list[int]] | None = None
+            for attempt in range(TRIES):
+                wait_quiet(ours)
+                machine, mine, started = machine_busy(), sum(cpu_seconds(pid) for pid in ours), time.perf_counter()
+                pairs, channels = probe(rig, control, f"pr{level}-{attempt}", sizes)
+                mine = sum(cpu_seconds(pid) for pid in ours) - mine
+                others = max(0.0, machine_busy() - machine - mine) / (time.perf_counter() - started)
+                if best is None or others < best[0]:
+                    best = (others, pairs, channels)
+                if others <= QUIET:
+                    break
+            assert best is not None
+            others, pairs, channels = best
             a2o = [(p["agent"]["time"] - p["customer"]["answered_at"]) * 1000 for p in pairs]
             a2b = bridge_ms([p["agent"] for p in pairs])
             c2b = bridge_ms([p["customer"] for p in pairs])
@@ -487,9 +498,16 @@ def run(smoke: bool) -> Section:
         runs: list[Throughput] = []
         traffic = b""
         for workers in sizes.workers:
-            result, captured = throughput(rig, workers, sizes.calls, floor_capture=workers == 1)
-            runs.append(result)
-            traffic = traffic or captured
+            best: Throughput | None = None
+            for attempt in range(TRIES):
+                result, captured = throughput(rig, workers, sizes.calls, not traffic, attempt)
+                traffic = traffic or captured
+                if best is None or result.others_util < best.others_util:
+                    best = result
+                if result.others_util <= QUIET:
+                    break
+            assert best is not None
+            runs.append(best)
         base_rate, base_done, base_per_call = baseline(rig, sizes.baseline_calls, sizes.baseline_workers)
         levels = latency(rig, sizes)
     floor_us, floor_events, floor_bytes = floor_cpu_us(traffic, 200 if smoke else 2000)
@@ -526,8 +544,9 @@ def section(
         f"callees and agents answer at once, agents hang up after {TALK_MS} ms, no wrap-up, hold music on. "
         "Rate and CPU between 10 % and 90 % of completions. CPU columns are cores busy (1.00 = one core of the "
         "machine's two); *floor x* = worker CPU per call / the floor below; *other load* = cores kept busy by "
-        "processes outside this benchmark (this machine is shared; each run first waits up to 60 s for it to "
-        "fall under 0.3).",
+        "processes outside this benchmark (this machine is shared: each run first waits up to 60 s for it to "
+        f"fall under 0.3, and a run disturbed by more than {QUIET} is repeated, up to {TRIES} times, keeping the "
+        "least disturbed).",
         table(
             [
                 "workers",
