@@ -119,14 +119,14 @@ class Runtime:
         """Run one attempt. A new attempt first waits for its pacing (``PacingTimeout`` if it cannot get
         it in time: then nothing was claimed nor dialled and the job may simply run again); a re-run of
         a claimed attempt never dials, so it takes no token."""
-        call_id = spec.call_id
+        call_id, gateways = spec.call_id, (spec.gateway, *spec.fallback_gateways)  # in failover order
         try:
             if not self.store.redis.exists(call_key(call_id)):
                 spec = self._pace(spec)
             session = CallSession(spec, self.switch_for(call_id), self.store, self.options)
             session.on_progress = on_progress
             tried = [spec.gateway]
-            session.next_gateway = lambda failed, hangup: self._fail_over(spec, tried, hangup)
+            session.next_gateway = lambda failed, hangup: self._fail_over(spec, gateways, tried, hangup)
             self.active[call_id] = session
             try:
                 return session.run()
@@ -146,13 +146,13 @@ class Runtime:
         self.permits[spec.call_id] = self.pacer.acquire(request)
         return spec if gateway == spec.gateway else replace(spec, gateway=gateway)
 
-    def _fail_over(self, spec: CallSpec, tried: list[str], hangup: Hangup) -> str | None:
+    def _fail_over(self, spec: CallSpec, gateways: Sequence[str], tried: list[str], hangup: Hangup) -> str | None:
         """The customer leg on ``tried[-1]`` failed in the network: count it against the gateway, then
         pace and return the next gateway to try (None: no more gateways, or no token in time)."""
         call_id, failed = spec.call_id, tried[-1]
         if self.pacer.record_failure(failed, call_id):
             log.warning("gateway backed off", extra={"gateway": failed, "cause": hangup.cause})
-        gateway = self.pacer.next_gateway((spec.gateway, *spec.fallback_gateways), tried)
+        gateway = self.pacer.next_gateway(gateways, tried)
         if gateway is None:
             return None
         tried.append(gateway)

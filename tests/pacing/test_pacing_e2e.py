@@ -211,7 +211,9 @@ def test_no_failover_once_the_customer_was_reached_or_for_a_customer_cause(sim: 
 
 
 def test_a_gateway_failing_repeatedly_is_backed_off_and_skipped(sim: Sim, make_runtime: Any) -> None:
-    sim.scenario(default=BUSY_FAST, rules=[{"match": ".*", "gateway": "pstn", "callee": NETWORK_FAILURE}])
+    pstn2_fails_for_99 = {"match": r"\+15550000990", "gateway": "pstn2", "callee": NETWORK_FAILURE}
+    rules = [{"match": ".*", "gateway": "pstn", "callee": NETWORK_FAILURE}, pstn2_fails_for_99]
+    sim.scenario(default=BUSY_FAST, rules=rules)
     runtime = make_runtime(gateway_failure_threshold=2, gateway_backoff_seconds=30)
     for n in range(2):
         assert runtime.place(spec(f"b{n}", n, fallback_gateways=["pstn2"]))["outcome"] == "busy"
@@ -223,6 +225,10 @@ def test_a_gateway_failing_repeatedly_is_backed_off_and_skipped(sim: Sim, make_r
     alone = runtime.place(spec("b3", 3))  # no other gateway: the backed-off one is still dialled
     assert alone["outcome"] == "failed"
     assert alone["hangup_cause"] == "NORMAL_TEMPORARY_FAILURE"
+    sim.api("sim clear")
+    last_resort = runtime.place(spec("b4", 99, fallback_gateways=["pstn2"]))  # pstn2 fails too: then pstn
+    assert [o["endpoint"] for o in sim.originates()] == ["gateway/pstn2", "gateway/pstn"]
+    assert (last_resort["outcome"], last_resort["tries"]) == ("failed", "2")
 
 
 def test_each_failover_try_takes_the_next_gateways_token_and_lease(sim: Sim, make_runtime: Any) -> None:
