@@ -37,8 +37,9 @@ so a waiter sleeps exactly that long (a full concurrency cap is polled every ``C
 one process, calls that need the same limits queue behind one turnstile and only its head asks
 Redis, so a deep queue costs one script run per grant per process, not one per waiting call. On
 timeout nothing was taken, the attempt was not claimed and nobody was dialled: ``Runtime.place``
-lets ``PacingTimeout`` propagate, the RQ job fails and its ``Retry`` runs it again later, as a
-normal, unclaimed attempt (DESIGN.md property 1 still holds: the claim is taken after pacing).
+lets ``PacingTimeout`` propagate and the RQ job fails; its ``Retry`` (``enqueue_call``: two more runs)
+runs it again as a normal, unclaimed attempt (DESIGN.md property 1 holds: the claim is taken after
+pacing). A job that times out on every run ends FAILED with ``PacingTimeout``, its contact undialled.
 
 Gateway back-off: each network failure of a gateway (a customer leg that ended with a network-class
 cause before any 180/183/200, see :func:`is_network_failure`) is recorded in a sliding window; when
