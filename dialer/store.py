@@ -341,10 +341,19 @@ class Store:
 
     def free_orphaned_agents(self) -> list[str]:
         """Agents left reserved/on-call by a dead worker (lease expired) become available again."""
+        # Two pipelined round trips for all agents, not one per agent: every worker's reaper runs this every
+        # few seconds, and with thousands of agents the per-agent reads cost a worker more than its calls.
+        ids = sorted(_text(x) for x in self.redis.smembers(AGENTS))
+        pipe = self.redis.pipeline(transaction=False)
+        for agent_id in ids:
+            pipe.hget(agent_key(agent_id), "state")
+        held_states = (AgentState.RESERVED.value, AgentState.ON_CALL.value)
+        held = [a for a, state in zip(ids, pipe.execute(), strict=True) if state and _text(state) in held_states]
+        for agent_id in held:
+            pipe.exists(agent_lease_key(agent_id))
         freed = []
-        for info in self.agents():
-            held = info.get("state") in (AgentState.RESERVED.value, AgentState.ON_CALL.value)
-            if held and not self.redis.exists(agent_lease_key(info["id"])):
-                self.set_agent_ready(info["id"])
-                freed.append(info["id"])
+        for agent_id, leased in zip(held, pipe.execute() if held else [], strict=True):
+            if not leased:
+                self.set_agent_ready(agent_id)
+                freed.append(agent_id)
         return freed

@@ -168,6 +168,8 @@ class GeventWorker(Worker):
     # After ShutdownRequested is raised: time for finally blocks before the jobs are handed back anyway.
     kill_grace_seconds = 5.0
     cold_grace_seconds = 2.0
+    # Running jobs per heartbeat pipeline; the worker yields to the calls between pipelines.
+    heartbeat_chunk = 100
 
     def __init__(
         self,
@@ -424,8 +426,15 @@ class GeventWorker(Worker):
         """RQ's ``maintain_heartbeats`` for every running job in one pipeline."""
         running = list(self._running.values())
         ttl = self.get_heartbeat_ttl(running[0].job) if running else 0
+        for start in range(0, max(1, len(running)), self.heartbeat_chunk):
+            if start:
+                gevent.sleep(0)  # one pipeline for thousands of jobs would hold up every call for ~0.1 s
+            self._heartbeat_pipeline(running[start : start + self.heartbeat_chunk], ttl, with_worker=not start)
+
+    def _heartbeat_pipeline(self, running: list[_RunningJob], ttl: int, *, with_worker: bool) -> None:
         with self.connection.pipeline() as pipeline:
-            self.heartbeat(pipeline=pipeline)
+            if with_worker:
+                self.heartbeat(pipeline=pipeline)
             probes: list[tuple[int, str, int, str]] = []
             for each in running:
                 execution_index = len(pipeline)
@@ -441,7 +450,7 @@ class GeventWorker(Worker):
                     pipeline.delete(execution_key)
                 if results[job_index] == 1:
                     pipeline.delete(job_key)
-            if results[0] == 1:  # the worker key had expired: register it again
+            if with_worker and results[0] == 1:  # the worker key had expired: register it again
                 pipeline.hset(self.key, mapping=self.serialize())
                 pipeline.expire(self.key, self.worker_ttl + 60)
             if len(pipeline):
