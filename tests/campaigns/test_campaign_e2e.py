@@ -16,10 +16,9 @@ import redis
 
 from dialer.campaigns import Campaigns
 from dialer.store import Store
-from tests.e2e.conftest import ready_agents
+from tests.e2e.conftest import Sim, ready_agents
 from tests.worker.polling import wait_until
 
-from .conftest import Sim
 from .helpers import campaign_config
 
 pytestmark = pytest.mark.slow

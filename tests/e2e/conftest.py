@@ -4,10 +4,11 @@ and a dialer Runtime (the same object a worker process uses) talking to both ove
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,3 +123,65 @@ def run_all(jobs: list[gevent.Greenlet], timeout: float = 30) -> list[Any]:
 
 def here() -> Path:
     return Path(__file__).parent
+
+
+#: Settings every test-started dialer process gets: short leases and grace times so that crashes are
+#: detected and recovered within a test's time.
+TEST_PROCESS_ENV = {
+    "DIALER_AGENT_WAIT_SECONDS": "5",
+    "DIALER_WRAP_UP_SECONDS": "0",
+    "DIALER_CALL_LEASE_SECONDS": "3",
+    "DIALER_REAPER_INTERVAL_SECONDS": "0.5",
+    "DIALER_WORKER_HEARTBEAT_GRACE": "2",
+    "DIALER_SCHEDULER_INTERVAL_SECONDS": "0.1",
+    "DIALER_SCHEDULER_STALE_SECONDS": "5",
+}
+
+
+class DialerProcess(subprocess.Popen[str]):
+    log_path: Path
+
+    def stderr_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 30) -> tuple[int, str]:
+        """SIGTERM and wait: the exit status and everything it wrote to stderr."""
+        self.terminate()
+        self.wait(timeout=timeout)
+        return self.returncode, self.stderr_text()
+
+
+StartProcess = Callable[..., DialerProcess]
+
+
+@pytest.fixture
+def dialer_processes(sim: Sim, redis_url: str, tmp_path: Path) -> Iterator[StartProcess]:
+    """``start("worker", "--name", "w1", DIALER_X="y")``: a real ``dialer`` process on this Redis and
+    simulator. Its stderr goes to a file (a pipe nobody reads would fill up and stall a busy worker).
+    Every process still running at the end is killed."""
+    started: list[DialerProcess] = []
+
+    def start(command: str, *args: str, **env_overrides: str) -> DialerProcess:
+        env = dict(os.environ)
+        env.update(TEST_PROCESS_ENV)
+        env["DIALER_REDIS_URL"] = redis_url
+        env["DIALER_FREESWITCH"] = json.dumps([{"name": "sim", "host": "127.0.0.1", "port": sim.port}])
+        env.update(env_overrides)
+        log_path = tmp_path / f"{command}-{len(started)}.log"
+        with log_path.open("w") as log:
+            process = DialerProcess(
+                [sys.executable, "-m", "dialer.cli", command, *args],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                text=True,
+            )
+        process.log_path = log_path
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,7 +17,7 @@ from rq.serializers import JSONSerializer
 from dialer.enqueue import CALL_QUEUE, enqueue_call
 from dialer.store import Store
 
-from .conftest import Sim, ready_agents
+from .conftest import DialerProcess, Sim, StartProcess, ready_agents
 
 pytestmark = pytest.mark.slow
 
@@ -35,38 +31,11 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
 
 
 @pytest.fixture
-def workers(sim: Sim, redis_url: str, redis_client: redis.Redis) -> Iterator[Callable[..., subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
+def workers(dialer_processes: StartProcess) -> Callable[..., DialerProcess]:
+    def start(name: str, **env_overrides: str) -> DialerProcess:
+        return dialer_processes("worker", "--concurrency", "100", "--name", name, **env_overrides)
 
-    def start(name: str, **env_overrides: str) -> subprocess.Popen[str]:
-        env = dict(os.environ)
-        env.update(
-            {
-                "DIALER_REDIS_URL": redis_url,
-                "DIALER_FREESWITCH": json.dumps([{"name": "sim", "host": "127.0.0.1", "port": sim.port}]),
-                "DIALER_AGENT_WAIT_SECONDS": "5",
-                "DIALER_WRAP_UP_SECONDS": "0",
-                "DIALER_CALL_LEASE_SECONDS": "3",
-                "DIALER_REAPER_INTERVAL_SECONDS": "0.5",
-                "DIALER_WORKER_HEARTBEAT_GRACE": "2",
-            }
-        )
-        env.update(env_overrides)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "dialer.cli", "worker", "--concurrency", "100", "--name", name],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
+    return start
 
 
 def payload(contact: str, number: str = "+15551230000") -> dict[str, Any]:
@@ -81,14 +50,8 @@ def payload(contact: str, number: str = "+15551230000") -> dict[str, Any]:
     }
 
 
-def stop(process: subprocess.Popen[str]) -> tuple[int, str]:
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=30)
-    return process.returncode, stderr
-
-
 def test_a_burst_through_two_workers_finishes_every_job_and_leaves_rq_clean(
-    sim: Sim, workers: Callable[..., subprocess.Popen[str]], redis_client: redis.Redis
+    sim: Sim, workers: Callable[..., DialerProcess], redis_client: redis.Redis
 ) -> None:
     sim.scenario(agents=[{"id": f"30{n:02d}", "answer_ms": 20, "talk_ms": 100} for n in range(10)])
     ready_agents(Store(redis_client), *(f"30{n:02d}" for n in range(10)))
@@ -107,13 +70,13 @@ def test_a_burst_through_two_workers_finishes_every_job_and_leaves_rq_clean(
     assert FailedJobRegistry(queue=queue).get_job_ids() == []
     assert Store(redis_client).in_flight() == []
     for process in processes:
-        code, stderr = stop(process)
+        code, stderr = process.stop()
         assert code == 0, stderr
         assert "Traceback" not in stderr
 
 
 def test_sigkill_mid_call_is_adopted_finished_and_never_dialled_twice(
-    sim: Sim, workers: Callable[..., subprocess.Popen[str]], redis_client: redis.Redis
+    sim: Sim, workers: Callable[..., DialerProcess], redis_client: redis.Redis
 ) -> None:
     agents = [f"40{n:02d}" for n in range(5)]
     sim.scenario(agents=[{"id": a, "answer_ms": 20, "talk_ms": 4000} for a in agents])
@@ -156,12 +119,12 @@ def test_sigkill_mid_call_is_adopted_finished_and_never_dialled_twice(
     assert registry.get_job_ids() == []
     assert FailedJobRegistry(queue=queue).get_job_ids() == []
     assert len(sim.originates()) == len(originates)  # the re-runs dialled nobody
-    code, stderr = stop(rescuer)
+    code, stderr = rescuer.stop()
     assert code == 0, stderr
 
 
 def test_sigterm_hands_calls_back_and_another_worker_finishes_them(
-    sim: Sim, workers: Callable[..., subprocess.Popen[str]], redis_client: redis.Redis
+    sim: Sim, workers: Callable[..., DialerProcess], redis_client: redis.Redis
 ) -> None:
     sim.scenario(agents=[{"id": "5001", "answer_ms": 20, "talk_ms": 3000}])
     store = Store(redis_client)
@@ -169,7 +132,7 @@ def test_sigterm_hands_calls_back_and_another_worker_finishes_them(
     leaving = workers("leaving", DIALER_WORKER_DRAIN_TIMEOUT="0.5")
     job = enqueue_call(redis_client, payload("t1"))
     wait_until(lambda: store.record("wk:t1:1").get("state") == "bridged", 20, "the call bridged")
-    code, stderr = stop(leaving)
+    code, stderr = leaving.stop()
     assert code == 0, stderr
     assert "Traceback" not in stderr
     assert any(e.get("event") == "handed_back" for e in store.call_log("wk:t1:1"))
@@ -182,7 +145,7 @@ def test_sigterm_hands_calls_back_and_another_worker_finishes_them(
 
 
 def test_a_second_sigterm_hangs_up_and_exits(
-    sim: Sim, workers: Callable[..., subprocess.Popen[str]], redis_client: redis.Redis
+    sim: Sim, workers: Callable[..., DialerProcess], redis_client: redis.Redis
 ) -> None:
     sim.scenario(agents=[{"id": "5101", "answer_ms": 20, "talk_ms": 30000}])
     store = Store(redis_client)
@@ -193,8 +156,8 @@ def test_a_second_sigterm_hangs_up_and_exits(
     worker.send_signal(signal.SIGTERM)
     time.sleep(1.2)  # a second signal within 1 s counts as the same Ctrl+C (signal_debounce_seconds)
     worker.send_signal(signal.SIGTERM)
-    _, stderr = worker.communicate(timeout=20)
-    assert worker.returncode == 1  # cold shutdown
+    assert worker.wait(timeout=20) == 1  # cold shutdown
+    stderr = worker.stderr_text()
     assert "Traceback" not in stderr
     record = store.record("wk:cold1:1")
     assert record["outcome"] == "completed"
