@@ -1,4 +1,5 @@
-"""The call state machine and outcome classification: pure data, no I/O, no clock.
+"""The call model: the attempt (``CallSpec``, its deterministic uuids), the state machine and outcome
+classification. Pure data: no I/O, no clock.
 
 A customer leg moves through these states; the table says which trigger moves it where::
 
@@ -11,7 +12,8 @@ out of order, because a real switch does send e.g. a 183 after a 180, or nothing
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid as uuidlib
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from dialer.esl.events import Event
@@ -163,3 +165,34 @@ class Hangup:
             sip_status=event.sip_status,
             disposition=event.hangup_disposition,
         )
+
+
+#: Namespace of the deterministic channel uuids: one attempt always gets the same uuids.
+UUID_NAMESPACE = uuidlib.UUID("9d7f3c2a-5b1e-4f0d-8a6c-2e4b7d9f1a3c")
+
+
+def leg_uuid(call_id: str, leg: str = "customer") -> str:
+    return str(uuidlib.uuid5(UUID_NAMESPACE, f"{call_id}/{leg}"))
+
+
+@dataclass(frozen=True)
+class CallSpec:
+    """A validated call request (``dialer.payload.CallPayload`` produces it)."""
+
+    campaign: str
+    contact_id: str
+    attempt: int
+    number: str
+    gateway: str
+    caller_id_number: str
+    agent_group: str = "default"
+    caller_id_name: str | None = None
+    ring_timeout: int = 30
+    variables: dict[str, str] = field(default_factory=dict)
+    fallback_gateways: tuple[str, ...] = ()  # tried in order after a network failure on ``gateway``
+    campaign_cps: float | None = None  # the campaign's pacing limits (global and per gateway: settings)
+    campaign_max_concurrent: int | None = None
+
+    @property
+    def call_id(self) -> str:
+        return f"{self.campaign}:{self.contact_id}:{self.attempt}"

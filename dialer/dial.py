@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid as uuidlib
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import gevent
 from gevent.queue import Empty
 
-from dialer.callmodel import EVENT_TRIGGERS, CallState, Hangup, Trigger, classify, next_state
+from dialer.callmodel import EVENT_TRIGGERS, CallSpec, CallState, Hangup, Trigger, classify, leg_uuid, next_state
 from dialer.esl import dialstring
 from dialer.esl.errors import CommandError, ESLError
 from dialer.esl.events import Event
@@ -35,9 +34,6 @@ from dialer.store import AgentState, HashWrite, Store
 from dialer.switch import GAP, BackgroundJob, CallQueue, Switch
 
 log = logging.getLogger(__name__)
-
-#: Namespace of the deterministic channel uuids: one attempt always gets the same uuids.
-UUID_NAMESPACE = uuidlib.UUID("9d7f3c2a-5b1e-4f0d-8a6c-2e4b7d9f1a3c")
 
 #: The events a worker subscribes to: what calls need, and nothing else.
 EVENTS = (
@@ -54,33 +50,6 @@ SUBCLASSES = ("sofia::register", "sofia::unregister", "sofia::expire")
 
 _ANSWERED_STATES = (CallState.ANSWERED, CallState.CONNECTING_AGENT, CallState.BRIDGED)
 _BEFORE_PROGRESS = (CallState.QUEUED, CallState.ORIGINATING, CallState.TRYING)  # no 180/183/200 yet
-
-
-def leg_uuid(call_id: str, leg: str = "customer") -> str:
-    return str(uuidlib.uuid5(UUID_NAMESPACE, f"{call_id}/{leg}"))
-
-
-@dataclass(frozen=True)
-class CallSpec:
-    """A validated call request (``jobs.calls.CallPayload`` produces it)."""
-
-    campaign: str
-    contact_id: str
-    attempt: int
-    number: str
-    gateway: str
-    caller_id_number: str
-    agent_group: str = "default"
-    caller_id_name: str | None = None
-    ring_timeout: int = 30
-    variables: dict[str, str] = field(default_factory=dict)
-    fallback_gateways: tuple[str, ...] = ()  # tried in order after a network failure on ``gateway``
-    campaign_cps: float | None = None  # the campaign's pacing limits (global and per gateway: settings)
-    campaign_max_concurrent: int | None = None
-
-    @property
-    def call_id(self) -> str:
-        return f"{self.campaign}:{self.contact_id}:{self.attempt}"
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from rq import Queue, Retry
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from dialer.dial import leg_uuid
+from dialer.callmodel import leg_uuid
 from dialer.payload import CallPayload
 
 CALL_QUEUE = "calls"

@@ -22,8 +22,8 @@ from dataclasses import replace
 
 import gevent
 
-from dialer.callmodel import Hangup
-from dialer.dial import EVENTS, SUBCLASSES, CallSession, CallSpec, DialOptions, spec_from_record
+from dialer.callmodel import CallSpec, Hangup
+from dialer.dial import EVENTS, SUBCLASSES, CallSession, DialOptions, spec_from_record
 from dialer.esl.errors import ConnectionLost
 from dialer.pacing import Pacer, PacingTimeout, Permit, config_from_settings
 from dialer.store import HashWrite, Store, call_key

@@ -27,10 +27,10 @@ import redis
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
+from dialer.callmodel import leg_uuid
 from dialer.campaigns.models import CampaignConfig, CampaignState, ContactState
 from dialer.campaigns.outcomes import load_config, settle_call
 from dialer.campaigns.state import CampaignRedis
-from dialer.dial import leg_uuid
 from dialer.enqueue import enqueue_call
 from dialer.store import call_key
 

@@ -17,7 +17,7 @@ from dialer.campaigns.state import CampaignRedis
 from dialer.store import call_key
 
 if TYPE_CHECKING:  # the call runtime (gevent) stays out of the API and CLI processes
-    from dialer.dial import CallSpec
+    from dialer.callmodel import CallSpec
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Any
 import gevent
 import pytest
 
-from dialer.dial import CallSpec, leg_uuid
+from dialer.callmodel import CallSpec, leg_uuid
 from dialer.esl.errors import ConnectionLost
 from dialer.runtime import Runtime
 from dialer.store import AgentState

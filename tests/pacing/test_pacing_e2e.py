@@ -14,7 +14,7 @@ import pytest
 import redis
 from rq.job import JobStatus
 
-from dialer.dial import CallSpec, leg_uuid
+from dialer.callmodel import CallSpec, leg_uuid
 from dialer.enqueue import enqueue_call
 from dialer.pacing import GLOBAL_CPS, PacingTimeout, backoff_key, calls_key
 from dialer.runtime import Runtime
