@@ -94,7 +94,7 @@ class CallSession:
         self.state = CallState.QUEUED
         self.queue: CallQueue = switch.route(self.uuid)
         self.customer_up = False  # a customer leg may exist: cleanup must make sure it is gone
-        self.answered = self.bridged = self.machine = self.canceled = False
+        self.answered = self.bridged = self.machine = False
         self.hangup: Hangup | None = None
         self.reason = ""
         # the agent currently reserved for this call, its leg, and the search for one
@@ -550,7 +550,6 @@ class CallSession:
             answered=self.answered,
             bridged=self.bridged,
             machine=self.machine,
-            canceled=self.canceled,
         )
         final = {
             "state": CallState.ENDED.value,
