@@ -122,24 +122,26 @@ class Runtime:
         call_id, gateways = spec.call_id, (spec.gateway, *spec.fallback_gateways)  # in failover order
         try:
             if not self.store.redis.exists(call_key(call_id)):
-                spec = self._pace(spec)
+                spec = self._pace(spec, gateways)
             session = CallSession(spec, self.switch_for(call_id), self.store, self.options)
             session.on_progress = on_progress
             tried = [spec.gateway]
             session.next_gateway = lambda failed, hangup: self._fail_over(spec, gateways, tried, hangup)
             self.active[call_id] = session
-            try:
-                return session.run()
-            finally:
-                self.active.pop(call_id, None)
+            return session.run()
         finally:
-            permit = self.permits.pop(call_id, None)
-            if permit is not None:
-                self.pacer.release(permit)
+            self._forget(call_id)
 
-    def _pace(self, spec: CallSpec) -> CallSpec:
+    def _forget(self, call_id: str) -> None:
+        """The call is no longer this process's: stop renewing it and give back its pacing leases."""
+        self.active.pop(call_id, None)
+        permit = self.permits.pop(call_id, None)
+        if permit is not None:
+            self.pacer.release(permit)
+
+    def _pace(self, spec: CallSpec, gateways: Sequence[str]) -> CallSpec:
         """Wait for the first usable gateway's pacing; the spec to dial (on that gateway)."""
-        gateway = self.pacer.next_gateway((spec.gateway, *spec.fallback_gateways)) or spec.gateway
+        gateway = self.pacer.next_gateway(gateways) or spec.gateway
         request = self.pacer.request(
             spec.call_id, gateway, spec.campaign, spec.campaign_cps, spec.campaign_max_concurrent
         )
@@ -183,10 +185,7 @@ class Runtime:
                 self.permits[call_id] = self.pacer.hold(call_id, record.get("gateway", ""), record.get("campaign", ""))
             return session.adopt(record)
         finally:
-            self.active.pop(call_id, None)
-            permit = self.permits.pop(call_id, None)
-            if permit is not None:
-                self.pacer.release(permit)
+            self._forget(call_id)
 
     # ------------------------------------------------------------------ loops
 

@@ -109,6 +109,19 @@ def make_runtime(sim: Sim, redis_url: str, redis_client: Any) -> Iterator[Any]:
         runtime.stop()
 
 
+def call_fields(campaign: str, contact: str, number: str) -> dict[str, Any]:
+    """One attempt's fields as the tests use them (the pacing-free defaults of a 5 s ring)."""
+    return {
+        "campaign": campaign,
+        "contact_id": contact,
+        "attempt": 1,
+        "number": number,
+        "gateway": "pstn",
+        "caller_id_number": "+15550001111",
+        "ring_timeout": 5,
+    }
+
+
 def ready_agents(store: Store, *agent_ids: str, group: str = "default") -> None:
     for agent_id in agent_ids:
         store.add_agent(agent_id, group, f"user/{agent_id}")

@@ -20,21 +20,11 @@ from dialer.runtime import Runtime
 from dialer.store import AgentState
 from settings import FreeSwitchNode
 
-from .conftest import Sim, ready_agents, run_all, settings_for, start_sim
+from .conftest import Sim, call_fields, ready_agents, run_all, settings_for, start_sim
 
 
 def spec(contact: str, number: str = "+15551230000", **overrides: Any) -> CallSpec:
-    values: dict[str, Any] = {
-        "campaign": "e2e",
-        "contact_id": contact,
-        "attempt": 1,
-        "number": number,
-        "gateway": "pstn",
-        "caller_id_number": "+15550001111",
-        "ring_timeout": 5,
-    }
-    values.update(overrides)
-    return CallSpec(**values)
+    return CallSpec(**{**call_fields("e2e", contact, number), **overrides})
 
 
 def test_answered_call_is_bridged_to_an_agent_and_every_step_is_recorded(sim: Sim, make_runtime: Any) -> None:

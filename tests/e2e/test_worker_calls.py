@@ -16,18 +16,11 @@ from rq.serializers import JSONSerializer
 
 from dialer.enqueue import CALL_QUEUE, enqueue_call
 from dialer.store import Store
+from tests.worker.polling import wait_until
 
-from .conftest import DialerProcess, Sim, StartProcess, ready_agents
+from .conftest import DialerProcess, Sim, StartProcess, call_fields, ready_agents
 
 pytestmark = pytest.mark.slow
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -39,15 +32,7 @@ def workers(dialer_processes: StartProcess) -> Callable[..., DialerProcess]:
 
 
 def payload(contact: str, number: str = "+15551230000") -> dict[str, Any]:
-    return {
-        "campaign": "wk",
-        "contact_id": contact,
-        "attempt": 1,
-        "number": number,
-        "gateway": "pstn",
-        "caller_id_number": "+15550001111",
-        "ring_timeout": 5,
-    }
+    return call_fields("wk", contact, number)
 
 
 def test_a_burst_through_two_workers_finishes_every_job_and_leaves_rq_clean(
@@ -58,7 +43,9 @@ def test_a_burst_through_two_workers_finishes_every_job_and_leaves_rq_clean(
     expected = {"+15551230000": "completed", "+15551230486": "busy", "+15551230404": "invalid-number"}
     jobs = [enqueue_call(redis_client, payload(f"b{n}", number)) for n in range(20) for number in expected]
     processes = [workers("w1"), workers("w2")]
-    wait_until(lambda: all(j.get_status(refresh=True) == JobStatus.FINISHED for j in jobs), 60, "every job FINISHED")
+    wait_until(
+        lambda: all(j.get_status(refresh=True) == JobStatus.FINISHED for j in jobs), 60, what="every job FINISHED"
+    )
     for job in jobs:
         result = job.return_value()
         assert result is not None
@@ -85,14 +72,14 @@ def test_sigkill_mid_call_is_adopted_finished_and_never_dialled_twice(
     doomed = workers("doomed")
     jobs = [enqueue_call(redis_client, payload(f"k{n}")) for n in range(5)]
     call_ids = [f"wk:k{n}:1" for n in range(5)]
-    wait_until(lambda: all(store.record(c).get("state") == "bridged" for c in call_ids), 20, "all calls bridged")
+    wait_until(lambda: all(store.record(c).get("state") == "bridged" for c in call_ids), 20, what="all calls bridged")
     doomed.kill()  # SIGKILL: no cleanup, no hand-back
     doomed.wait(timeout=10)
     rescuer = workers("rescuer")
 
     # Within the lease (3 s) plus a reaper pass, the rescuer adopts the calls; they stay bridged and end
     # when the agents hang up, with full hangup details.
-    wait_until(lambda: all(store.record(c).get("outcome") for c in call_ids), 30, "outcomes for all calls")
+    wait_until(lambda: all(store.record(c).get("outcome") for c in call_ids), 30, what="outcomes for all calls")
     for call_id in call_ids:
         record = store.record(call_id)
         assert record["outcome"] == "completed", record
@@ -102,7 +89,7 @@ def test_sigkill_mid_call_is_adopted_finished_and_never_dialled_twice(
     for uuid in customer_uuids:
         assert sum(1 for o in originates if o["uuid"] == uuid) == 1
     assert store.in_flight() == []
-    wait_until(lambda: {a["state"] for a in store.agents()} <= {"available", "wrap-up"}, 10, "agents released")
+    wait_until(lambda: {a["state"] for a in store.agents()} <= {"available", "wrap-up"}, 10, what="agents released")
 
     # RQ: the dead worker's jobs are abandoned once their heartbeat lapses; they are retried, and the
     # re-run finds each attempt finished and reports it without dialling.
@@ -113,7 +100,7 @@ def test_sigkill_mid_call_is_adopted_finished_and_never_dialled_twice(
         registry.cleanup()
         return all(j.get_status(refresh=True) == JobStatus.FINISHED for j in jobs)
 
-    wait_until(cleaned, 30, "the dead worker's jobs re-run to FINISHED")
+    wait_until(cleaned, 30, what="the dead worker's jobs re-run to FINISHED")
     for job in jobs:
         assert job.return_value()["outcome"] == "completed"  # type: ignore[index]
     assert registry.get_job_ids() == []
@@ -131,14 +118,14 @@ def test_sigterm_hands_calls_back_and_another_worker_finishes_them(
     ready_agents(store, "5001")
     leaving = workers("leaving", DIALER_WORKER_DRAIN_TIMEOUT="0.5")
     job = enqueue_call(redis_client, payload("t1"))
-    wait_until(lambda: store.record("wk:t1:1").get("state") == "bridged", 20, "the call bridged")
+    wait_until(lambda: store.record("wk:t1:1").get("state") == "bridged", 20, what="the call bridged")
     code, stderr = leaving.stop()
     assert code == 0, stderr
     assert "Traceback" not in stderr
     assert any(e.get("event") == "handed_back" for e in store.call_log("wk:t1:1"))
     assert sim.api(f"uuid_exists {store.record('wk:t1:1')['uuid']}") == "true"  # the customer was not cut off
     workers("taking-over")
-    wait_until(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, 30, "the handed-back job finished")
+    wait_until(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, 30, what="the handed-back job finished")
     record = store.record("wk:t1:1")
     assert record["outcome"] == "completed"
     assert len([o for o in sim.originates() if o["uuid"] == record["uuid"]]) == 1
@@ -152,7 +139,7 @@ def test_a_second_sigterm_hangs_up_and_exits(
     ready_agents(store, "5101")
     worker = workers("cold", DIALER_WORKER_DRAIN_TIMEOUT="60")
     enqueue_call(redis_client, payload("cold1"))
-    wait_until(lambda: store.record("wk:cold1:1").get("state") == "bridged", 20, "the call bridged")
+    wait_until(lambda: store.record("wk:cold1:1").get("state") == "bridged", 20, what="the call bridged")
     worker.send_signal(signal.SIGTERM)
     time.sleep(1.2)  # a second signal within 1 s counts as the same Ctrl+C (signal_debounce_seconds)
     worker.send_signal(signal.SIGTERM)

@@ -7,11 +7,15 @@ from collections.abc import Callable
 
 
 def wait_until(
-    condition: Callable[[], bool], timeout: float = 15.0, sleep: Callable[[float], None] = time.sleep
+    condition: Callable[[], bool],
+    timeout: float = 15.0,
+    sleep: Callable[[float], None] = time.sleep,
+    *,
+    what: str = "condition",
 ) -> None:
     """Poll ``condition`` until it holds; ``sleep`` is ``gevent.sleep`` when a worker runs in this process."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
+            raise AssertionError(f"{what} not reached within {timeout} s")
         sleep(0.02)
