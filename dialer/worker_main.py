@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from settings import Settings
 
 RQ_POOL_SIZE = 64
+RQ_HEARTBEAT_SECONDS = 30  # RQ's default job monitoring interval
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
@@ -87,6 +89,11 @@ def main(argv: list[str]) -> int:
     pool = redis.BlockingConnectionPool.from_url(args.redis_url, max_connections=RQ_POOL_SIZE, timeout=30)
     connection = redis.Redis(connection_pool=pool)
     runtime = None
+    # A dead worker's jobs count as abandoned once their heartbeat is ``heartbeat + grace`` old; RQ's cleanup
+    # (any worker's maintenance) then runs them again. With RQ's default maintenance every 10 minutes, a job
+    # killed while it waited for pacing (never claimed, nobody dialled) would keep its contact waiting that
+    # long: maintenance runs as often as a job can become abandoned.
+    heartbeat = max(1, min(RQ_HEARTBEAT_SECONDS, int(settings.worker_heartbeat_grace // 2)))
     try:
         worker = GeventWorker(
             queues,
@@ -95,6 +102,8 @@ def main(argv: list[str]) -> int:
             concurrency=args.concurrency,
             drain_timeout=args.drain_timeout,
             heartbeat_grace=settings.worker_heartbeat_grace,
+            job_monitoring_interval=heartbeat,
+            maintenance_interval=math.ceil(heartbeat + settings.worker_heartbeat_grace),
         )
         # Connect to FreeSWITCH before taking the first call; the runtime's id is the worker's name,
         # so a call record's owner is the worker shown in rq-dashboard.
