@@ -64,6 +64,9 @@ class DialOptions:
     abandon_message: str | None = None
     command_timeout: float = 5.0
     hangup_grace: float = 10.0  # after a deadline, how long the switch has to report the hangup
+    #: A call that heard nothing for this long asks the switch whether its customer leg still exists: a lost
+    #: hangup event must not keep a finished call (and its agent) open until ``max_call_seconds``.
+    quiet_check: float = 10.0
     max_call_seconds: float = 4 * 3600
     #: Exceptions that mean "this process is shutting down": the call is handed back, not hung up.
     hand_back_on: tuple[type[BaseException], ...] = ()
@@ -275,8 +278,13 @@ class CallSession:
         """Consume the call's queue until the customer leg has ended; every wait here is bounded."""
         started = time.monotonic()
         give_up = started + self.spec.ring_timeout + self.options.hangup_grace
+        heard = started
         while self.state is not CallState.ENDED:
             now = time.monotonic()
+            # Only once the leg is known to exist: before that, "no such channel" may mean "not created yet".
+            if now > heard + self.options.quiet_check and self.state not in (CallState.QUEUED, CallState.ORIGINATING):
+                heard = now
+                self._reconcile_quiet()
             if now > give_up:
                 self._give_up(now > started + self.options.max_call_seconds + self.options.hangup_grace)
                 give_up = now + self.options.hangup_grace
@@ -294,6 +302,7 @@ class CallSession:
                 item = self.queue.get(timeout=0.05 if waiting_for_agent else 1.0)
             except Empty:
                 continue
+            heard = time.monotonic()
             if item is GAP:
                 self._reconcile_gap()
             elif isinstance(item, JobDone):
@@ -481,6 +490,14 @@ class CallSession:
         if exists == "false":
             self.customer_up = False
             self.reason = "the channel ended while the ESL link was down; hangup details were not seen"
+            self._end(Hangup("UNKNOWN"))
+
+    def _reconcile_quiet(self) -> None:
+        """Nothing heard for a while: if the customer leg is gone, its hangup event was lost; end the call now."""
+        if self._api(dialstring.uuid_exists(self.uuid)) == "false":
+            self._note("quiet", leg_exists="false")
+            self.customer_up = False
+            self.reason = "the channel ended but its hangup event never arrived; hangup details were not seen"
             self._end(Hangup("UNKNOWN"))
 
     def _end(self, hangup: Hangup) -> None:

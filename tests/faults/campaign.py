@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 import redis
 
 from dialer.campaigns import Campaigns
+from dialer.esl.errors import ConnectionLost
 from dialer.store import Store
 from tests.campaigns.helpers import campaign_config
 from tests.e2e.conftest import Sim, ready_agents
@@ -74,11 +77,30 @@ def wait_completed(campaigns: Campaigns, campaign: str, timeout: float) -> None:
 
 
 def _sleep(seconds: float) -> None:
-    import time
-
     time.sleep(max(seconds, 0.1))
+
+
+def sim_api(sim: Sim, command: str, timeout: float = 10.0) -> str:
+    """``sim.api`` across the test's own control connection being dropped by a fault (it reconnects)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return sim.api(command)
+        except ConnectionLost:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def originates(sim: Sim) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = json.loads(sim_api(sim, "sim originates"))
+    return result
+
+
+def channels(sim: Sim) -> int:
+    return int(json.loads(sim_api(sim, "sim stats"))["channels"])
 
 
 def dials(sim: Sim, contacts: dict[str, str]) -> int:
     wanted = set(contacts.values())
-    return sum(1 for o in sim.originates() if o["endpoint"].startswith("gateway/") and o["number"] in wanted)
+    return sum(1 for o in originates(sim) if o["endpoint"].startswith("gateway/") and o["number"] in wanted)

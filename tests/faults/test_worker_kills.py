@@ -57,9 +57,9 @@ def test_sigkill_workers_during_a_300_call_campaign_loses_nothing_and_dials_nobo
 
     campaign.wait_completed(campaigns, "kills", timeout=60)
     problems = settle_rq(redis_client)  # RQ's abandoned-job cleanup; the re-runs must dial nobody
-    audit = audit_campaign(redis_client, sim.originates(), "kills", list(contacts))
+    audit = audit_campaign(redis_client, campaign.originates(sim), "kills", list(contacts))
     problems += unfinished_jobs(redis_client, call_ids(redis_client, "kills"))
-    problems += audit_leftovers(redis_client, _channels(sim))
+    problems += audit_leftovers(redis_client, campaign.channels(sim))
     fault_report(audit, workers_killed=len(killed))
     assert audit.breaches() + problems == [], f"seed {seed}"
     assert audit.calls_placed >= CALLS  # every contact was dialled (busy ones twice)
@@ -68,8 +68,3 @@ def test_sigkill_workers_during_a_300_call_campaign_loses_nothing_and_dials_nobo
         code, stderr = worker.stop()
         assert code == 0, stderr[-3000:]
 
-
-def _channels(sim: Sim) -> int:
-    import json
-
-    return int(json.loads(sim.api("sim stats"))["channels"])
