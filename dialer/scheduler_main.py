@@ -19,6 +19,7 @@ from dialer.campaigns.dispatch import Dispatcher, DispatchLimits
 from settings import get_settings
 
 log = logging.getLogger("dialer.scheduler")
+MAX_PAUSE = 5.0
 
 
 def main(argv: list[str]) -> int:
@@ -44,12 +45,17 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     print("dialer scheduler: dispatching", flush=True)
+    pause = args.interval
     while not stopping.is_set():
         try:
             enqueued = dispatcher.run_once()
             if enqueued:
                 log.info("enqueued %d calls", enqueued)
-        except Exception:  # Redis away, a bad record: log it and keep dispatching the other campaigns
+            pause = args.interval
+        except redis.ConnectionError as exc:  # Redis away (a restart): say so once a pause, not ten times a second
+            pause = min(max(pause * 2, args.interval), MAX_PAUSE)
+            log.warning("redis unavailable; retrying in %.1f s: %s", pause, exc)
+        except Exception:  # a bad record: log it and keep dispatching the other campaigns
             log.exception("dispatch pass failed; retrying")
-        stopping.wait(args.interval)
+        stopping.wait(pause)
     return 0

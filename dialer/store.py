@@ -35,12 +35,22 @@ from enum import StrEnum
 from typing import Any, cast
 
 import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
 
 PREFIX = "dialer"
 INFLIGHT = f"{PREFIX}:inflight"
 AGENTS = f"{PREFIX}:agents"
 LOG_MAXLEN = 200
 POOL_SIZE = 32  # connections per process: Redis answers in microseconds, so a few dozen serve 1,000s of calls
+
+
+def restart_retry() -> Retry:
+    """Retry a command whose connection failed (refused, closed) for about 5 s, with backoff: long enough to
+    ride out a Redis restart without failing the calls in progress. redis-py gives a client built with
+    ``Redis.from_url`` a retry of its own, but none to one built on a pool made by hand, as ours are.
+    Timeouts are not retried: a slow Redis is not made slower, and a bounded wait stays bounded."""
+    return Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 12, supported_errors=(redis.ConnectionError,))
 
 
 def call_key(call_id: str) -> str:
@@ -206,6 +216,7 @@ class Store:
             timeout=timeout,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
+            retry=restart_retry(),
         )
         return cls(redis.Redis(connection_pool=pool), lease_seconds)
 

@@ -72,6 +72,7 @@ def main(argv: list[str]) -> int:
     import redis
 
     from dialer.runtime import Runtime
+    from dialer.store import restart_retry
     from dialer.worker import GeventWorker
     from settings import get_settings
 
@@ -86,7 +87,9 @@ def main(argv: list[str]) -> int:
     # A blocking pool: hundreds of job greenlets share a few dozen connections and wait for a free one.
     # redis-py's default pool raises "Too many connections" once 100 commands are in flight at once,
     # which broke RQ's bookkeeping of finished jobs under load.
-    pool = redis.BlockingConnectionPool.from_url(args.redis_url, max_connections=RQ_POOL_SIZE, timeout=30)
+    pool = redis.BlockingConnectionPool.from_url(
+        args.redis_url, max_connections=RQ_POOL_SIZE, timeout=30, retry=restart_retry()
+    )
     connection = redis.Redis(connection_pool=pool)
     runtime = None
     # A dead worker's jobs count as abandoned once their heartbeat is ``heartbeat + grace`` old; RQ's cleanup
