@@ -120,6 +120,10 @@ class Runtime:
         it in time: then nothing was claimed nor dialled and the job may simply run again); a re-run of
         a claimed attempt never dials, so it takes no token."""
         call_id, gateways = spec.call_id, (spec.gateway, *spec.fallback_gateways)  # in failover order
+        if call_id in self.active:
+            # This process already follows the attempt (its reaper adopted it, then the job ran again): a second
+            # session would take over the first one's event route and lease, and the call would go unheard.
+            return self.store.record(call_id)
         try:
             if not self.store.redis.exists(call_key(call_id)):
                 spec = self._pace(spec, gateways)

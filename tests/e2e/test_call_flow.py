@@ -149,6 +149,23 @@ def test_a_rerun_of_the_same_attempt_never_dials_again(sim: Sim, make_runtime: A
     assert len(dialled) == 1
 
 
+def test_a_rerun_in_the_process_that_follows_the_call_leaves_the_call_alone(sim: Sim, make_runtime: Any) -> None:
+    """A job run again on the worker that still follows its call (it adopted it) must not take over the
+    call's event route or lease: the call still hears its hangup and ends with its real cause."""
+    sim.scenario(agents=[{"id": "1001", "answer_ms": 50, "talk_ms": 1000}])
+    runtime = make_runtime()
+    ready_agents(runtime.store, "1001")
+    call = gevent.spawn(runtime.place, spec("c-twice"))
+    with gevent.Timeout(10):
+        while runtime.store.record("e2e:c-twice:1").get("state") != "bridged":
+            gevent.sleep(0.02)
+    rerun = runtime.place(spec("c-twice"))
+    assert rerun["state"] == "bridged"  # reported as it is, not dialled, not adopted
+    record = run_all([call])[0]
+    assert (record["outcome"], record["hangup_cause"], record["reason"]) == ("completed", "NORMAL_CLEARING", "")
+    assert len([o for o in sim.originates() if o["uuid"] == record["uuid"]]) == 1
+
+
 def test_two_workers_racing_for_one_attempt_dial_once(sim: Sim, make_runtime: Any) -> None:
     one, two = make_runtime("w1"), make_runtime("w2")
     calls = [gevent.spawn(r.place, spec("c-race", "+15551230486")) for r in (one, two)]
