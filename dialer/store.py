@@ -35,7 +35,7 @@ from enum import StrEnum
 from typing import Any, cast
 
 import redis
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialWithJitterBackoff  # type: ignore[attr-defined]  # newer than types-redis
 from redis.retry import Retry
 
 PREFIX = "dialer"

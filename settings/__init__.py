@@ -43,6 +43,15 @@ class GatewayLimit(BaseModel):
     max_concurrent: int | None = Field(None, ge=1, le=1_000_000, description="calls at once on this gateway")
 
 
+class TenantToken(BaseModel):
+    """An API token that belongs to one tenant: it sees and changes only that tenant's campaigns."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    token: SecretStr
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -91,7 +100,11 @@ class Settings(BaseSettings):
     # HTTP API (`dialer api`)
     api_host: str = "127.0.0.1"
     api_port: int = Field(8080, ge=0, le=65535)
-    api_tokens: list[SecretStr] = Field(default_factory=list, description="bearer tokens; JSON list in the env")
+    api_tokens: list[SecretStr | TenantToken] = Field(
+        default_factory=list,
+        description='bearer tokens, a JSON list: "token" (an operator: every campaign) or '
+        '{"tenant": "acme", "token": "..."} (only that tenant\'s campaigns)',
+    )
 
     # Pacing (dialer.pacing): CPS limits hold over any one-second window, across all workers
     global_cps: float | None = Field(None, gt=0, le=10000, description="originates per second, all workers together")

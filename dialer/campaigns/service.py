@@ -55,8 +55,9 @@ class Campaigns:
 
     # ------------------------------------------------------------------ campaigns
 
-    def create(self, config: CampaignConfig | Mapping[str, Any]) -> CampaignConfig:
-        """Store a new campaign (state draft); CampaignExists if the id is taken."""
+    def create(self, config: CampaignConfig | Mapping[str, Any], owner: str | None = None) -> CampaignConfig:
+        """Store a new campaign (state draft); CampaignExists if the id is taken. ``owner``: the API tenant
+        whose campaign it is (see ``dialer.http_api``); ids are unique across tenants."""
         campaign = config if isinstance(config, CampaignConfig) else CampaignConfig.model_validate(dict(config))
         stored = campaign.model_dump_json(exclude={"webhook_secret", "metadata"})
         fields = {
@@ -66,6 +67,8 @@ class Campaigns:
         }
         if campaign.webhook_secret is not None:
             fields["webhook_secret"] = campaign.webhook_secret.get_secret_value()
+        if owner is not None:
+            fields["owner"] = owner
         if not self.state.create(campaign.id, fields, time.time()):
             raise CampaignExists(f"campaign {campaign.id!r} already exists", field="id")
         return campaign
@@ -81,10 +84,16 @@ class Campaigns:
         values["webhook_secret"] = stored.get("webhook_secret") or None
         return CampaignConfig.model_validate(values)
 
-    def list_campaigns(self) -> list[tuple[str, str]]:
-        return [
+    def owner(self, campaign: str) -> str | None:
+        """The tenant that created the campaign (None: created without one)."""
+        return self.state.campaign_field(campaign, "owner")
+
+    def list_campaigns(self, owner: str | None = None) -> list[tuple[str, str]]:
+        """(id, state) of every campaign, or with ``owner`` only that tenant's."""
+        listed = [
             (campaign, self.state.campaign_field(campaign, "state") or "") for campaign in self.state.campaign_ids()
         ]
+        return listed if owner is None else [(c, state) for c, state in listed if self.owner(c) == owner]
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -58,7 +58,8 @@ def audit_campaign(
     dials = Counter(o["uuid"] for o in originates if o["endpoint"].startswith("gateway/"))
     leg_owner: dict[str, str] = {}
     for contact_id in contact_ids:
-        contact = {_text(k): _text(v) for k, v in client.hgetall(f"dialer:campaign:{campaign}:contact:{contact_id}").items()}
+        raw = client.hgetall(f"dialer:campaign:{campaign}:contact:{contact_id}")
+        contact = {_text(k): _text(v) for k, v in raw.items()}
         if not contact:
             audit.lost.append(f"contact {contact_id} is gone")
             continue
@@ -77,7 +78,7 @@ def audit_campaign(
                 continue
             audit.outcomes[record["outcome"]] += 1
             if record.get("adopted_from") and record["adopted_from"] == record.get("owner"):
-                audit.problems.append(f"{call_id} adopted by its own worker {record['owner']}: two sessions for one call")
+                audit.problems.append(f"{call_id} adopted by its own worker {record['owner']}: two sessions")
             finals = sum(1 for entry in store.call_log(call_id) if entry.get("event") == "final")
             if finals != 1:
                 audit.problems.append(f"{call_id} has {finals} final log entries")
@@ -181,7 +182,7 @@ def stuck_contacts(client: redis.Redis, campaign: str, limit: int = 10) -> list[
         status = job.get_status(refresh=False) if job is not None else None
         shown = {k: record.get(k) for k in ("state", "outcome", "owner", "adopted_from", "reason")}
         log = [e.get("event") for e in store.call_log(call_id)] if call_id else []
-        lines.append(f"{contact.get('contact_id')} {contact.get('state')} {call_id} record={shown} job={status} log={log}")
+        lines.append(f"{contact.get('contact_id')} {contact.get('state')} {call_id} {shown} job={status} log={log}")
         if len(lines) >= limit:
             break
     return lines

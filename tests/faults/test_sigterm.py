@@ -58,7 +58,8 @@ def test_sigterm_mid_campaign_drains_or_hands_back_and_loses_nothing(
     fault_report(audit)
     assert audit.breaches() + problems == []
 
-    handed_back = [c for c in call_ids(redis_client, "term") if any(e.get("event") == "handed_back" for e in store.call_log(c))]
+    logs = {c: store.call_log(c) for c in call_ids(redis_client, "term")}
+    handed_back = [c for c, log in logs.items() if any(e.get("event") == "handed_back" for e in log)]
     assert handed_back, "the leaving worker handed nothing back: the test did not test it"
     for call_id in handed_back:
         record = store.record(call_id)

@@ -30,9 +30,7 @@ def wait_dials(sim: Sim, contacts: dict[str, str], count: int, timeout: float = 
         time.sleep(0.05)
 
 
-def finish(
-    sim: Sim, client: redis.Redis, name: str, contacts: dict[str, str], report: Callable[..., None]
-) -> Audit:
+def finish(sim: Sim, client: redis.Redis, name: str, contacts: dict[str, str], report: Callable[..., None]) -> Audit:
     """Every check of a campaign that completed: audit, leftovers, RQ."""
     problems = settle_rq(client)
     audit = audit_campaign(client, campaign.originates(sim), name, list(contacts))

@@ -67,4 +67,3 @@ def test_sigkill_workers_during_a_300_call_campaign_loses_nothing_and_dials_nobo
     for worker in live:
         code, stderr = worker.stop()
         assert code == 0, stderr[-3000:]
-
