@@ -27,7 +27,7 @@ from gevent.queue import Empty
 
 from dialer.callmodel import EVENT_TRIGGERS, CallSpec, CallState, Hangup, Trigger, classify, leg_uuid, next_state
 from dialer.esl import dialstring
-from dialer.esl.errors import CommandError, ESLError
+from dialer.esl.errors import CommandError, ESLError, UnsafeValueError
 from dialer.esl.events import Event
 from dialer.pacing import is_network_failure
 from dialer.store import AgentState, HashWrite, Store
@@ -412,7 +412,10 @@ class CallSession:
             agent = self.store.reserve_agent(self.spec.agent_group, self.call_id)
             if agent is None:
                 return
-            contact = self._api(dialstring.sofia_contact(agent, self.options.agent_domain))
+            try:
+                contact = self._api(dialstring.sofia_contact(agent, self.options.agent_domain))
+            except UnsafeValueError as exc:  # an id no interface accepts (Redis written by other code): never rung
+                contact = f"error/{exc}"
             if contact is None or contact.startswith("error/"):
                 self._log("agent not registered; skipped", agent=agent, contact=contact)
                 self._note("agent_not_registered", agent=agent)

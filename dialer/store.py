@@ -38,6 +38,8 @@ import redis
 from redis.backoff import ExponentialWithJitterBackoff  # type: ignore[attr-defined]  # newer than types-redis
 from redis.retry import Retry
 
+from dialer.esl import dialstring
+
 PREFIX = "dialer"
 INFLIGHT = f"{PREFIX}:inflight"
 AGENTS = f"{PREFIX}:agents"
@@ -294,6 +296,10 @@ class Store:
     # ------------------------------------------------------------------ agents
 
     def add_agent(self, agent_id: str, group: str, endpoint: str) -> None:
+        # The id goes on the wire (sofia_contact <id>, user/<id>) and the group into key names: refused here,
+        # with the field named, rather than stored and skipped by every call that reserves the agent.
+        dialstring.USER_ID.check("agent id", agent_id)
+        dialstring.USER_ID.check("group", group)
         pipe = self.redis.pipeline(transaction=True)
         pipe.sadd(AGENTS, agent_id)
         pipe.hset(agent_key(agent_id), mapping={"id": agent_id, "group": group, "endpoint": endpoint})

@@ -15,7 +15,7 @@ from schemathesis.checks import not_a_server_error
 from dialer.campaigns import Campaigns
 from dialer.http_api import create_app
 
-TOKEN = "schema-fuzz-token"  # noqa: S105
+TOKEN = "schema-fuzz-token"
 TOKENS = [TOKEN, ("acme", "acme-token")]
 
 # The description alone needs no Redis (an unconnected client); the requests go to an app on the real one.
