@@ -102,9 +102,7 @@ def test_the_api_refuses_each_attack_in_each_field_that_reaches_a_call(
     nothing_queued(redis_client)
 
 
-@pytest.mark.parametrize(
-    "attack", [a for a in ATTACKS if a.strip()], ids=[i for a, i in zip(ATTACKS, IDS) if a.strip()]
-)
+@pytest.mark.parametrize("attack", attacks(str.strip))
 def test_free_text_is_stored_and_never_travels_with_a_call(
     attack: str, api: TestClient, redis_client: redis.Redis
 ) -> None:
@@ -148,9 +146,7 @@ def test_the_python_api_refuses_each_attack_naming_the_field(attack: str, redis_
 # ---------------------------------------------------------------------------------------------- CLI
 
 
-@pytest.mark.parametrize(
-    "attack", [a for a in ATTACKS if len(a) < 1000], ids=[i for a, i in zip(ATTACKS, IDS) if len(a) < 1000]
-)
+@pytest.mark.parametrize("attack", attacks(lambda attack: len(attack) < 1000))
 def test_the_cli_refuses_each_attack_with_a_clear_error(
     attack: str, redis_url: str, redis_client: redis.Redis, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
