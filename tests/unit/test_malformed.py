@@ -338,3 +338,38 @@ def test_a_header_trickled_one_byte_at_a_time_is_scanned_once() -> None:
     assert time.perf_counter() - started < 0.5
     (frame,) = frames
     assert len(frame.headers) == 1101
+
+
+@FUZZ
+@given(
+    length=st.one_of(st.integers(0, 10**40).map(str), st.text(max_size=25)),
+    chunks=st.lists(st.binary(max_size=4000), max_size=12),
+)
+def test_any_content_length_is_refused_or_waited_for_in_bounded_memory(length: str, chunks: list[bytes]) -> None:
+    """Whatever length a peer announces, the parser either raises the documented ProtocolError or holds no
+    more than the bytes it was actually given: a huge Content-Length allocates nothing up front."""
+    limit = 1 << 20
+    parser = FrameParser(max_body_bytes=limit)
+    head = b"Content-Type: api/response\nContent-Length: " + length.encode() + b"\n\n"
+    fed = len(head) + sum(map(len, chunks))
+    tracemalloc.start()
+    try:
+        frames = []
+        for chunk in (head, *chunks):
+            parser.feed(chunk)
+            frames.extend(parser)
+        _, peak = tracemalloc.get_traced_memory()
+    except ProtocolError:
+        return
+    finally:
+        tracemalloc.stop()
+    assert length.isascii()
+    assert length.isdigit()
+    assert int(length) <= limit  # only a plain, bounded number passes
+    assert parser.buffered <= fed
+    assert peak < 4 * fed + 256 * 1024
+    body = b"".join(chunks)
+    if len(body) >= int(length):
+        assert frames[0].body == body[: int(length)]
+    else:
+        assert frames == []
