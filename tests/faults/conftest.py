@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from tests.e2e.conftest import DialerProcess, StartProcess, dialer_processes, si
 
 from .audit import Audit
 
-__all__ = ["dialer_processes", "fault_report", "sim", "workers"]
+__all__ = ["dialer_processes", "fault_report", "no_secret_in_logs", "sim", "workers"]
 
 #: test name -> its counts, for the summary at the end of the run
 COUNTS: dict[str, dict[str, int]] = {}
@@ -33,6 +33,14 @@ def workers(dialer_processes: StartProcess) -> Callable[..., DialerProcess]:
         return dialer_processes("worker", "--concurrency", str(concurrency), "--name", name, **env_overrides)
 
     return start
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_logs(tmp_path: Path) -> Iterator[None]:
+    """The campaigns' webhook secret (``campaign_config``'s) never reaches a process's log, whatever the fault."""
+    yield
+    for log in tmp_path.glob("*.log"):
+        assert "s3cret" not in log.read_text(errors="replace"), f"the webhook secret is in {log.name}"
 
 
 @pytest.fixture
