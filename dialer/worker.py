@@ -47,6 +47,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
@@ -59,7 +60,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.exceptions import DequeueTimeout, StopRequested
 from rq.executions import Execution
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.queue import Queue
 from rq.serializers import JSONSerializer
 from rq.timeouts import BaseDeathPenalty, JobTimeoutException
@@ -409,6 +410,35 @@ class GeventWorker(Worker):
         bounded by the job's remaining time: the gevent timeout ends the job in this process, and the
         heartbeat greenlet stops refreshing the entry as soon as the job ends."""
         return max(1, math.ceil(float(self.job_monitoring_interval) + self.heartbeat_grace))
+
+    def clean_registries(self) -> None:
+        """RQ's maintenance, then: a worker killed between taking a job off its queue and starting it leaves
+        the job QUEUED in RQ's intermediate queue, which RQ retries only a minute after its cleanup first saw
+        it there. A job still there a heartbeat TTL after it was first seen goes back to the front of its
+        queue now. Were its worker merely slow, the job would run twice: a call job's second run finds its
+        attempt claimed and never dials (DESIGN.md property 1)."""
+        super().clean_registries()  # type: ignore[no-untyped-call]
+        stuck_for = timedelta(seconds=float(self.job_monitoring_interval) + self.heartbeat_grace)
+        for queue in self.queues:
+            if not queue.acquire_maintenance_lock():
+                continue
+            try:
+                intermediate = queue.intermediate_queue
+                for job_id in intermediate.get_job_ids():
+                    first_seen = intermediate.get_first_seen(job_id)
+                    if first_seen is None or now() - first_seen < stuck_for or job_id in queue.started_job_registry:
+                        continue
+                    job = queue.fetch_job(job_id)
+                    if job is None or job.get_status(refresh=False) != JobStatus.QUEUED:
+                        continue
+                    log.warning("job stuck after dequeue; requeued", extra={"worker": self.name, "job_id": job_id})
+                    with self.connection.pipeline() as pipeline:
+                        pipeline.lrem(intermediate.key, 1, job_id)
+                        pipeline.delete(intermediate.get_first_seen_key(job_id))
+                        queue.push_job_id(job_id, pipeline=pipeline, at_front=True)
+                        pipeline.execute()
+            finally:
+                queue.release_maintenance_lock()  # type: ignore[no-untyped-call]
 
     # -- heartbeats --------------------------------------------------------------------------------------
 

@@ -77,8 +77,6 @@ def audit_campaign(
                 audit.lost.append(f"{call_id} has no outcome (state {record.get('state')})")
                 continue
             audit.outcomes[record["outcome"]] += 1
-            if record.get("adopted_from") and record["adopted_from"] == record.get("owner"):
-                audit.problems.append(f"{call_id} adopted by its own worker {record['owner']}: two sessions")
             finals = sum(1 for entry in store.call_log(call_id) if entry.get("event") == "final")
             if finals != 1:
                 audit.problems.append(f"{call_id} has {finals} final log entries")

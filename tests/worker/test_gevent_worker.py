@@ -206,3 +206,24 @@ def test_several_queues_are_served_in_priority_order(queue: Queue) -> None:
     assert started_at == sorted(started_at)
     assert_no_running_bookkeeping(queue)
     assert_no_running_bookkeeping(low)
+
+
+def test_a_job_left_dequeued_by_a_dead_worker_is_requeued_after_a_heartbeat_ttl(queue: Queue) -> None:
+    """A worker killed between taking a job off the queue and starting it leaves the job QUEUED in RQ's
+    intermediate queue; maintenance puts it back at the front once it has sat there a heartbeat TTL."""
+    stuck = queue.enqueue(f"{JOBS}.nap", 0, "stuck")
+    later = queue.enqueue(f"{JOBS}.nap", 0, "later")
+    connection = queue.connection
+    assert connection.lmove(queue.key, queue.intermediate_queue_key) == stuck.id.encode()  # what a dequeue does
+    worker = make_worker(queue, heartbeat_grace=1, job_monitoring_interval=1)
+    worker.clean_registries()  # RQ's cleanup sees it for the first time: nothing happens yet
+    assert connection.lrange(queue.intermediate_queue_key, 0, -1) == [stuck.id.encode()]
+    assert queue.job_ids == [later.id]
+    past = time.time() - 2.5  # first seen longer ago than the TTL (1 + 1 s)
+    connection.set(queue.intermediate_queue.get_first_seen_key(stuck.id), past)
+    worker.clean_registries()
+    assert queue.job_ids == [stuck.id, later.id]
+    assert connection.llen(queue.intermediate_queue_key) == 0
+    assert fetch(queue, stuck).get_status() == JobStatus.QUEUED
+    worker.work(burst=True)
+    assert statuses(queue, [stuck, later]) == [JobStatus.FINISHED, JobStatus.FINISHED]
