@@ -37,6 +37,7 @@ from dialer.store import call_key
 log = logging.getLogger(__name__)
 
 _JOB_GONE = (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED)
+MAX_UNDIALLED_ATTEMPTS = 3  # attempts whose job ended before dialling, before the contact is final "failed"
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,12 @@ class Dispatcher:
             if job is None:
                 self.state.reschedule(campaign, contact_id, None, ContactState.PENDING, expected_call_id=call_id)
             elif job.get_status(refresh=False) in _JOB_GONE and not self.redis.exists(call_key(call_id)):
-                settle_call(self.state, campaign, contact_id, int(attempt), "failed")
+                # Never claimed, so nobody was dialled: its job ran out of RQ retries first (workers killed
+                # while it waited for pacing use them up). Dial the contact afresh, a bounded number of times.
+                undialled = int(attempt) - int(contact.get("calls", "0") or 0)
+                if undialled < MAX_UNDIALLED_ATTEMPTS:
+                    self.state.reschedule(campaign, contact_id, None, ContactState.PENDING, expected_call_id=call_id)
+                else:
+                    settle_call(self.state, campaign, contact_id, int(attempt), "failed")
             else:
                 self.state.touch_active(campaign, contact_id, now)

@@ -243,3 +243,29 @@ def test_the_sweep_settles_an_outcome_recorded_but_not_applied(campaigns: Campai
     dispatch.sweep("spring")
     assert campaigns.contact("spring", "c0")["outcome"] == "completed"
     assert campaigns.status("spring").state == "completed"
+
+
+def test_a_contact_whose_job_failed_before_dialling_is_dialled_afresh_a_bounded_number_of_times(
+    campaigns: Campaigns, redis_client: redis.Redis
+) -> None:
+    """Workers killed while a job waited for pacing use up its RQ retries: the job ends FAILED, never claimed,
+    nobody dialled. The contact gets a new attempt, up to MAX_UNDIALLED_ATTEMPTS, then is final failed."""
+    from rq.job import Job
+
+    from dialer.callmodel import leg_uuid
+    from dialer.campaigns.dispatch import MAX_UNDIALLED_ATTEMPTS
+
+    campaigns.create(campaign_config())
+    campaigns.add_contacts("spring", rows("+12125551234"))
+    campaigns.start("spring")
+    dispatch = dispatcher(redis_client, stale_seconds=0.001)
+    for attempt in range(1, MAX_UNDIALLED_ATTEMPTS + 1):
+        assert dispatch.run_once() == 1
+        job = Job.fetch(leg_uuid(f"spring:c0:{attempt}"), connection=redis_client, serializer=JSONSerializer)
+        job.set_status("failed")  # abandoned three times: RQ's cleanup failed it
+        time.sleep(0.01)
+        dispatch.sweep("spring")
+        contact = campaigns.contact("spring", "c0")
+        if attempt < MAX_UNDIALLED_ATTEMPTS:
+            assert (contact["state"], contact["calls"]) == ("pending", "0")
+    assert (contact["state"], contact["outcome"]) == ("done", "failed")

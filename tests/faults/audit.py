@@ -20,7 +20,7 @@ from rq.serializers import JSONSerializer
 
 from dialer.callmodel import leg_uuid
 from dialer.enqueue import CALL_QUEUE
-from dialer.store import INFLIGHT, AgentState, Store, call_key
+from dialer.store import AgentState, Store, call_key
 
 HELD_AGENT_STATES = (AgentState.RESERVED.value, AgentState.ON_CALL.value)
 
@@ -124,9 +124,11 @@ def audit_leftovers(client: redis.Redis, sim_channels: int) -> list[str]:
     return problems
 
 
-def settle_rq(client: redis.Redis, timeout: float = 90.0) -> list[str]:
+def settle_rq(client: redis.Redis, timeout: float = 90.0) -> tuple[list[str], int]:
     """Run RQ's own cleanup of abandoned jobs (what any worker's maintenance does) until the queue and the
-    started registry are empty; then list what is not clean: failed jobs, jobs not FINISHED."""
+    started registry are empty; then list what is not clean, and count the failed jobs that never claimed
+    their attempt (abandoned more often than RQ retries them: nobody dialled, the contact got a new attempt).
+    A failed job whose attempt was claimed is a breach."""
     queue = Queue(CALL_QUEUE, connection=client, serializer=JSONSerializer)
     started, failed = StartedJobRegistry(queue=queue), FailedJobRegistry(queue=queue)
     deadline = time.monotonic() + timeout
@@ -140,9 +142,17 @@ def settle_rq(client: redis.Redis, timeout: float = 90.0) -> list[str]:
         problems.append(f"jobs still in StartedJobRegistry: {started.get_job_ids()}")
     if queue.job_ids:
         problems.append(f"jobs still queued: {queue.job_ids}")
-    if failed.get_job_ids():
-        problems.append(f"jobs in FailedJobRegistry: {failed.get_job_ids()}")
-    return problems
+    unclaimed = 0
+    for job in Job.fetch_many(failed.get_job_ids(), connection=client, serializer=JSONSerializer):
+        if job is None:
+            continue
+        call = job.args[0]
+        call_id = f"{call['campaign']}:{call['contact_id']}:{call['attempt']}"
+        if client.exists(call_key(call_id)):
+            problems.append(f"{call_id}: its job failed after the attempt was claimed: {job.exc_info}")
+        else:
+            unclaimed += 1
+    return problems, unclaimed
 
 
 def unfinished_jobs(client: redis.Redis, call_ids: list[str]) -> list[str]:
@@ -161,9 +171,6 @@ def call_ids(client: redis.Redis, campaign: str) -> list[str]:
     return sorted(
         _text(k)[prefix:] for k in client.scan_iter(call_key(f"{campaign}:*")) if not _text(k).endswith(":log")
     )
-
-
-__all__ = ["INFLIGHT", "Audit", "audit_campaign", "audit_leftovers", "call_ids", "settle_rq", "unfinished_jobs"]
 
 
 def stuck_contacts(client: redis.Redis, campaign: str, limit: int = 10) -> list[str]:

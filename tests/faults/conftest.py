@@ -24,7 +24,7 @@ __all__ = ["dialer_processes", "fault_report", "no_secret_in_logs", "sim", "work
 
 #: test name -> its counts, for the summary at the end of the run
 COUNTS: dict[str, dict[str, int]] = {}
-COUNTED = ("calls_placed", "workers_killed", "duplicates", "records_lost")
+COUNTED = ("calls_placed", "workers_killed", "duplicates", "records_lost", "jobs_abandoned_unclaimed")
 
 
 @pytest.fixture

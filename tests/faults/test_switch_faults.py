@@ -32,11 +32,11 @@ def wait_dials(sim: Sim, contacts: dict[str, str], count: int, timeout: float = 
 
 def finish(sim: Sim, client: redis.Redis, name: str, contacts: dict[str, str], report: Callable[..., None]) -> Audit:
     """Every check of a campaign that completed: audit, leftovers, RQ."""
-    problems = settle_rq(client)
+    problems, unclaimed = settle_rq(client)
     audit = audit_campaign(client, campaign.originates(sim), name, list(contacts))
     problems += unfinished_jobs(client, call_ids(client, name))
     problems += audit_leftovers(client, campaign.channels(sim))
-    report(audit)
+    report(audit, jobs_abandoned_unclaimed=unclaimed)
     assert audit.breaches() + problems == []
     return audit
 

@@ -56,11 +56,11 @@ def test_sigkill_workers_during_a_300_call_campaign_loses_nothing_and_dials_nobo
         live.append(workers(f"k-replacement{n}"))
 
     campaign.wait_completed(campaigns, "kills", timeout=60)
-    problems = settle_rq(redis_client)  # RQ's abandoned-job cleanup; the re-runs must dial nobody
+    problems, unclaimed = settle_rq(redis_client)  # RQ's abandoned-job cleanup; the re-runs must dial nobody
     audit = audit_campaign(redis_client, campaign.originates(sim), "kills", list(contacts))
     problems += unfinished_jobs(redis_client, call_ids(redis_client, "kills"))
     problems += audit_leftovers(redis_client, campaign.channels(sim))
-    fault_report(audit, workers_killed=len(killed))
+    fault_report(audit, jobs_abandoned_unclaimed=unclaimed, workers_killed=len(killed))
     assert audit.breaches() + problems == [], f"seed {seed}"
     assert audit.calls_placed >= CALLS  # every contact was dialled (busy ones twice)
     assert len(killed) == KILLS
