@@ -1,13 +1,13 @@
-"""``dialer api``: the HTTP API for campaigns (FastAPI; OpenAPI at /openapi.json, docs at /docs).
+"""``dialer api``: the HTTP API for campaigns and agents (FastAPI; OpenAPI at /openapi.json, docs at /docs).
 
 Every route but ``/health`` needs ``Authorization: Bearer <token>`` with one of the tokens in
 ``DIALER_API_TOKENS`` (compared in constant time). Errors are JSON in pydantic's shape, naming the field:
 
     {"detail": [{"loc": ["path", "campaign_id"], "msg": "no campaign 'x'", "type": "not_found"}]}
 
-422 for invalid input (pydantic's loc/msg), 401 without a valid token, 404 for an unknown campaign or
-contact, 409 for a lifecycle step the campaign's state does not allow. Contact rows are validated one by
-one: a bad row is listed in ``rejected`` (row, field, reason) and the rest of the batch is stored.
+422 for invalid input (pydantic's loc/msg), 401 without a valid token, 404 for an unknown campaign,
+contact or agent, 409 for a step the campaign's or agent's state does not allow. Contact rows are
+validated one by one: a bad row is listed in ``rejected`` (row, field, reason) and the rest is stored.
 Handlers are plain functions: FastAPI runs them in its thread pool, so blocking Redis calls are fine.
 """
 
@@ -24,11 +24,15 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from dialer.campaigns import CampaignConfig, CampaignError, Campaigns, CampaignStatus, IntakeResult
+from dialer.agents import AgentIn, Agents, AgentView, PauseIn
+from dialer.campaigns import CampaignConfig, Campaigns, CampaignStatus, IntakeResult
+from dialer.errors import RequestRefused
+from dialer.esl import dialstring
 from dialer.payload import IDENTIFIER
 from settings import Settings, get_settings
 
 CampaignId = Annotated[str, Path(pattern=IDENTIFIER)]
+AgentId = Annotated[str, Path(pattern=r"^" + dialstring.USER_ID.pattern.pattern + "$", max_length=64)]
 ListName = Annotated[str, Path(pattern=IDENTIFIER)]
 MAX_BATCH = 100_000
 BEARER = HTTPBearer(auto_error=False, description="one of DIALER_API_TOKENS")
@@ -81,14 +85,16 @@ def _lifecycle_route(campaigns: Campaigns, action: str) -> Callable[[str], Campa
     return route
 
 
-def create_app(campaigns: Campaigns, tokens: Sequence[str]) -> FastAPI:
-    app = FastAPI(title="fs-dialer", version="0.1.0", description="Campaigns for the FreeSWITCH outbound dialer")
+def create_app(campaigns: Campaigns, tokens: Sequence[str], agents: Agents | None = None) -> FastAPI:
+    app = FastAPI(
+        title="fs-dialer", version="0.1.0", description="Campaigns and agents for the FreeSWITCH outbound dialer"
+    )
     auth = [Depends(bearer_auth(tokens))]
 
-    @app.exception_handler(CampaignError)
-    def campaign_error(request: Request, exc: CampaignError) -> JSONResponse:
+    @app.exception_handler(RequestRefused)
+    def refused(request: Request, exc: RequestRefused) -> JSONResponse:
         where = "path" if exc.field in request.path_params else "body"
-        loc = [exc.field] if exc.field == "state" else [where, exc.field]
+        loc = [exc.field] if exc.field in ("state", "offer") else [where, exc.field]
         return JSONResponse({"detail": [{"loc": loc, "msg": str(exc), "type": exc.kind}]}, status_code=exc.status)
 
     @app.get("/health")
@@ -142,13 +148,54 @@ def create_app(campaigns: Campaigns, tokens: Sequence[str]) -> FastAPI:
     def dnc_remove(list_name: ListName, number: Annotated[str, Path(max_length=40)]) -> dict[str, int]:
         return {"removed": campaigns.dnc_remove(list_name, [number])}
 
+    _agent_routes(app, agents or Agents(campaigns.state.redis), auth)
     return app
+
+
+def _agent_routes(app: FastAPI, agents: Agents, auth: list[Any]) -> None:
+    @app.get("/agents", dependencies=auth, tags=["agents"])
+    def list_agents() -> list[AgentView]:
+        return agents.list_agents()
+
+    @app.put("/agents/{agent_id}", dependencies=auth, tags=["agents"], summary="Create or update an agent")
+    def put_agent(agent_id: AgentId, agent: AgentIn) -> AgentView:
+        return agents.put(agent_id, agent)
+
+    @app.get("/agents/{agent_id}", dependencies=auth, tags=["agents"])
+    def get_agent(agent_id: AgentId) -> AgentView:
+        return agents.get(agent_id)
+
+    @app.post("/agents/{agent_id}/pause", dependencies=auth, tags=["agents"], summary="Pause an agent")
+    def pause(agent_id: AgentId, body: PauseIn | None = None) -> AgentView:
+        return agents.act(agent_id, "pause", (body or PauseIn()).reason)
+
+    steps: list[tuple[str, Callable[[str, str], AgentView], str]]
+    steps = [(action, agents.act, f"{action.capitalize()} an agent") for action in ("login", "ready", "logout")]
+    steps += [(f"offer/{d}", agents.decide, f"Preview: {d} the contact offered") for d in ("accept", "skip")]
+    for path, step, summary in steps:
+        app.add_api_route(
+            f"/agents/{{agent_id}}/{path}",
+            _agent_action(step, path.rpartition("/")[2]),
+            methods=["POST"],
+            dependencies=auth,
+            response_model=AgentView,
+            tags=["agents"],
+            name=path.replace("/", "_"),
+            summary=summary,
+        )
+
+
+def _agent_action(step: Callable[[str, str], AgentView], action: str) -> Callable[[str], AgentView]:
+    def route(agent_id: AgentId) -> AgentView:
+        return step(agent_id, action)
+
+    return route
 
 
 def app_from_settings(settings: Settings) -> FastAPI:
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     tokens = [token.get_secret_value() for token in settings.api_tokens]
-    return create_app(Campaigns.from_settings(settings, client), tokens)
+    return create_app(Campaigns.from_settings(settings, client), tokens, Agents(client, settings.agent_domain))
 
 
 def main(argv: list[str]) -> int:

@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     agent_domain: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$")
     agent_wait_seconds: float = Field(2.0, gt=0, le=60, description="answered customer waits this long for an agent")
     agent_ring_timeout: int = Field(15, ge=1, le=120)
+    agent_max_missed: int = Field(3, ge=0, le=100, description="missed calls in a row that pause an agent (0: never)")
+    agent_reserve_timeout: float = Field(
+        30.0, gt=0, le=3600, description="progressive/preview: a call waits this long for a free agent, or is not made"
+    )
     wrap_up_seconds: float = Field(5.0, ge=0, le=3600)
     hold_music: str | None = Field("local_stream://moh", pattern=r"^[A-Za-z0-9_.:/@+#*~-]{1,256}$")
     abandon_message: str | None = Field(None, pattern=r"^[A-Za-z0-9_.:/@+#*~-]{1,256}$")
