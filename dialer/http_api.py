@@ -24,7 +24,10 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
+from dialer import logs
+from dialer.api_metrics import add_metrics_route
 from dialer.campaigns import CampaignConfig, CampaignError, Campaigns, CampaignStatus, IntakeResult
+from dialer.metrics import api_registry
 from dialer.payload import IDENTIFIER
 from settings import Settings, get_settings
 
@@ -146,9 +149,12 @@ def create_app(campaigns: Campaigns, tokens: Sequence[str]) -> FastAPI:
 
 
 def app_from_settings(settings: Settings) -> FastAPI:
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    timeout = settings.redis_timeout
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
     tokens = [token.get_secret_value() for token in settings.api_tokens]
-    return create_app(Campaigns.from_settings(settings, client), tokens)
+    app = create_app(Campaigns.from_settings(settings, client), tokens)
+    add_metrics_route(app, api_registry(client), bearer_auth(tokens))
+    return app
 
 
 def main(argv: list[str]) -> int:
@@ -162,5 +168,7 @@ def main(argv: list[str]) -> int:
     if not any(token.get_secret_value() for token in settings.api_tokens):
         print('dialer api: set DIALER_API_TOKENS (a JSON list, e.g. ["a-long-random-token"])', flush=True)
         return 2
-    uvicorn.run(app_from_settings(settings), host=args.host, port=args.port, log_level="info")
+    logs.configure(settings.log_format, settings.log_level)
+    # log_config=None: uvicorn's loggers go through the root handler, in DIALER_LOG_FORMAT like every process
+    uvicorn.run(app_from_settings(settings), host=args.host, port=args.port, log_config=None)
     return 0

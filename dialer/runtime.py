@@ -40,7 +40,9 @@ class Runtime:
     def __init__(self, settings: Settings, worker_id: str | None = None) -> None:
         self.settings = settings
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
-        self.store = Store.from_url(settings.redis_url, lease_seconds=settings.call_lease_seconds)
+        self.store = Store.from_url(
+            settings.redis_url, lease_seconds=settings.call_lease_seconds, timeout=settings.redis_timeout
+        )
         self.options = DialOptions(
             worker_id=self.worker_id,
             agent_domain=settings.agent_domain,
