@@ -40,7 +40,7 @@ _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 class Table:
     title: str
     headers: tuple[str, ...]
-    rows: list[tuple[str, ...]]
+    rows: Sequence[tuple[str, ...]]
     total: int  # rows there are (more than shown when the limit cut the list)
     summary: str = ""
 
