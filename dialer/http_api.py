@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hmac
+import signal
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
@@ -169,6 +170,10 @@ def main(argv: list[str]) -> int:
         print('dialer api: set DIALER_API_TOKENS (a JSON list, e.g. ["a-long-random-token"])', flush=True)
         return 2
     logs.configure(settings.log_format, settings.log_level)
+    # After a graceful shutdown uvicorn raises the SIGTERM it caught again, under the handler it found at
+    # start, so the process would die of it (status -15, which process managers report as a failure). With a
+    # no-op handler there, `dialer api` exits 0 after SIGTERM like the other processes.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     # log_config=None: uvicorn's loggers go through the root handler, in DIALER_LOG_FORMAT like every process
     uvicorn.run(app_from_settings(settings), host=args.host, port=args.port, log_config=None)
     return 0
