@@ -434,8 +434,8 @@ def summary(
     in_progress = unfinished + len(store.in_flight()) + len(StartedJobRegistry(queue=queue)) + len(queue)
     lines += [
         f"  calls in progress: {in_progress}",
-        f"  rq-dashboard: not installed by the demo; while a system runs, `pip install rq-dashboard` and "
-        f"`rq-dashboard --redis-url {url}` show its queues and call jobs (this Redis stops with the demo)",
+        f"  rq-dashboard: while a system runs, `DIALER_DASHBOARD_PASSWORD=... dialer dashboard --redis-url {url}` "
+        "shows its queues, call jobs and workers (this Redis stops with the demo)",
     ]
     return lines
 
