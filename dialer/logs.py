@@ -18,8 +18,9 @@ from typing import Any, TextIO
 FORMATS = ("kv", "json")
 _LINE = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-# Attributes every LogRecord has; anything else on a record came from ``extra=``.
-_RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+# Attributes every LogRecord has; anything else on a record came from ``extra=``. uvicorn adds ``color_message``
+# (its message with terminal colour codes) to its own records: noise in a log file.
+_RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName", "color_message"}
 
 
 def extra_fields(record: logging.LogRecord) -> dict[str, Any]:

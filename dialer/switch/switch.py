@@ -62,7 +62,6 @@ class SwitchStats:
     unclaimed: int = 0
     reconnects: int = 0
     connected_since: float | None = None
-    command_seconds: list[float] = field(default_factory=list)  # recent command latencies
     # every command's latency, cumulatively: count per COMMAND_BUCKETS bound (one more for +Inf), and the sum
     command_buckets: list[int] = field(default_factory=lambda: [0] * (len(COMMAND_BUCKETS) + 1))
     command_total_seconds: float = 0.0
@@ -70,9 +69,6 @@ class SwitchStats:
     def observe_command(self, seconds: float) -> None:
         self.command_buckets[bisect.bisect_left(COMMAND_BUCKETS, seconds)] += 1
         self.command_total_seconds += seconds
-        self.command_seconds.append(seconds)
-        if len(self.command_seconds) > 1024:
-            del self.command_seconds[:512]
 
 
 class BackgroundJob:
