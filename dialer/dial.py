@@ -25,7 +25,7 @@ from typing import Any
 import gevent
 from gevent.queue import Empty
 
-from dialer import notify
+from dialer import metrics, notify
 from dialer.callmodel import (
     EVENT_TRIGGERS,
     CallSpec,
@@ -141,6 +141,7 @@ class CallSession:
 
     def _log(self, message: str, **extra: Any) -> None:
         fields = {"call_id": self.call_id, "attempt": self.spec.attempt, "uuid": self.uuid, "state": self.state.value}
+        fields["cause"] = self.hangup.cause if self.hangup else ""
         fields.update(extra)
         log.info(message, extra=fields)
 
@@ -298,6 +299,7 @@ class CallSession:
         command = dialstring.originate(dialstring.Gateway(spec.gateway, spec.number), variables=variables)
         self.customer_up = True  # set before the write: if the reply is lost, the leg may still exist
         job = self.switch.bgapi(command, timeout=self.options.command_timeout)
+        metrics.originated("customer", spec.gateway)
         self._watch_job(job, self.uuid, spec.ring_timeout)
         self._move(Trigger.ORIGINATE_SENT, originated_at=_now())
 
@@ -476,6 +478,7 @@ class CallSession:
         except ESLError as exc:
             self._agent_failed(f"originate failed: {exc}")
             return
+        metrics.originated("agent")
         self._watch_job(job, self.agent_uuid, self.options.agent_ring_timeout)
         self.agent_ring_deadline = time.monotonic() + self.options.agent_ring_timeout + 2.0
         self._move(Trigger.AGENT_DIALLED, agent=agent, agent_uuid=self.agent_uuid)
@@ -623,6 +626,7 @@ class CallSession:
         reported = {name: value for name, value in final.items() if name not in ("state", "ended_at")}
         also += self._webhook("call.ended", final, reported)
         self.final = self.store.finish(self.call_id, final, note, also=also)
+        metrics.call_ended(self.final)
         self._log("call ended", outcome=outcome.value, cause=hangup.cause, sip_status=hangup.sip_status)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hmac
+import signal
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
@@ -24,10 +25,13 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
+from dialer import logs
 from dialer.agents import AgentIn, Agents, AgentView, PauseIn
+from dialer.api_metrics import add_metrics_route
 from dialer.campaigns import CampaignConfig, Campaigns, CampaignStatus, IntakeResult
 from dialer.errors import RequestRefused
 from dialer.esl import dialstring
+from dialer.metrics import api_registry
 from dialer.payload import IDENTIFIER
 from settings import Settings, get_settings
 
@@ -193,9 +197,12 @@ def _agent_action(step: Callable[[str, str], AgentView], action: str) -> Callabl
 
 
 def app_from_settings(settings: Settings) -> FastAPI:
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    timeout = settings.redis_timeout
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
     tokens = [token.get_secret_value() for token in settings.api_tokens]
-    return create_app(Campaigns.from_settings(settings, client), tokens, Agents(client, settings.agent_domain))
+    app = create_app(Campaigns.from_settings(settings, client), tokens, Agents(client, settings.agent_domain))
+    add_metrics_route(app, api_registry(client), bearer_auth(tokens))
+    return app
 
 
 def main(argv: list[str]) -> int:
@@ -209,5 +216,11 @@ def main(argv: list[str]) -> int:
     if not any(token.get_secret_value() for token in settings.api_tokens):
         print('dialer api: set DIALER_API_TOKENS (a JSON list, e.g. ["a-long-random-token"])', flush=True)
         return 2
-    uvicorn.run(app_from_settings(settings), host=args.host, port=args.port, log_level="info")
+    logs.configure(settings.log_format, settings.log_level)
+    # After a graceful shutdown uvicorn raises the SIGTERM it caught again, under the handler it found at
+    # start, so the process would die of it (status -15, which process managers report as a failure). With a
+    # no-op handler there, `dialer api` exits 0 after SIGTERM like the other processes.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    # log_config=None: uvicorn's loggers go through the root handler, in DIALER_LOG_FORMAT like every process
+    uvicorn.run(app_from_settings(settings), host=args.host, port=args.port, log_config=None)
     return 0

@@ -64,7 +64,10 @@ class Runtime:
         self.settings = settings
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
         self.store = Store.from_url(
-            settings.redis_url, lease_seconds=settings.call_lease_seconds, max_missed=settings.agent_max_missed
+            settings.redis_url,
+            lease_seconds=settings.call_lease_seconds,
+            timeout=settings.redis_timeout,
+            max_missed=settings.agent_max_missed,
         )
         self.registrations = RegistrationTracker(self.store, settings.agent_domain)
         self.options = DialOptions(

@@ -15,6 +15,7 @@ from types import FrameType
 
 import redis
 
+from dialer import logs
 from dialer.campaigns.dispatch import Dispatcher, DispatchLimits
 from settings import get_settings
 
@@ -30,8 +31,9 @@ def main(argv: list[str]) -> int:
     if args.interval <= 0:
         print("dialer scheduler: --interval must be > 0", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    client = redis.Redis.from_url(args.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    logs.configure(settings.log_format, settings.log_level)
+    timeout = settings.redis_timeout
+    client = redis.Redis.from_url(args.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
     limits = DispatchLimits(
         max_outstanding=settings.campaign_max_outstanding, stale_seconds=settings.scheduler_stale_seconds
     )
@@ -48,7 +50,7 @@ def main(argv: list[str]) -> int:
         try:
             enqueued = dispatcher.run_once()
             if enqueued:
-                log.info("enqueued %d calls", enqueued)
+                log.info("calls enqueued", extra={"calls": enqueued})
         except Exception:  # Redis away, a bad record: log it and keep dispatching the other campaigns
             log.exception("dispatch pass failed; retrying")
         stopping.wait(args.interval)
