@@ -138,6 +138,10 @@ class Runtime:
         if Runtime._current is self:
             Runtime._current = None
 
+    def connected(self) -> bool:
+        """Whether any FreeSWITCH node is connected (new calls are taken only then)."""
+        return any(switch.connected for switch in self.switches)
+
     # ------------------------------------------------------------------ calls
 
     def switch_for(self, call_id: str) -> Switch:

@@ -87,6 +87,7 @@ def main(argv: list[str]) -> int:
         # Connect to FreeSWITCH before taking the first call; the runtime's id is the worker's name,
         # so a call record's owner is the worker shown in rq-dashboard.
         runtime = Runtime.start_current(settings, worker_id=worker.name)
+        worker.can_take_jobs = runtime.connected
         if args.metrics_port:
             metrics_server = metrics.serve_worker(runtime, settings.metrics_host, args.metrics_port)
             log.info("metrics listening", extra={"host": settings.metrics_host, "port": args.metrics_port})
