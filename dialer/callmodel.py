@@ -175,6 +175,14 @@ def leg_uuid(call_id: str, leg: str = "customer") -> str:
     return str(uuidlib.uuid5(UUID_NAMESPACE, f"{call_id}/{leg}"))
 
 
+class DialMode(StrEnum):
+    """When the call's agent is reserved."""
+
+    PREDICTIVE = "predictive"  # once the customer answers (the dispatcher dials ahead of free agents)
+    PROGRESSIVE = "progressive"  # before the customer is dialled: no answered customer waits for nobody
+    PREVIEW = "preview"  # before the customer is dialled, and the agent accepts the contact first
+
+
 @dataclass(frozen=True)
 class CallSpec:
     """A validated call request (``dialer.payload.CallPayload`` produces it)."""
@@ -192,6 +200,9 @@ class CallSpec:
     fallback_gateways: tuple[str, ...] = ()  # tried in order after a network failure on ``gateway``
     campaign_cps: float | None = None  # the campaign's pacing limits (global and per gateway: settings)
     campaign_max_concurrent: int | None = None
+    dial_mode: DialMode = DialMode.PREDICTIVE
+    preview_timeout: float = 30.0  # preview: how long the agent has to accept or skip
+    webhooks: bool = False  # the campaign has a webhook: the call's progress goes to ``dialer:webhooks``
 
     @property
     def call_id(self) -> str:

@@ -1,5 +1,7 @@
 """The ``dialer`` command. Each subcommand lives in its own module and is imported only when used,
 so ``dialer settings`` never pulls in gevent and ``dialer worker`` can monkey-patch before any import.
+
+A bad setting (``settings.InvalidSettings``) ends any command with its message and status 2, no traceback.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "campaign": ("dialer.cli_campaign", "manage campaigns: create, add (CSV), start, pause, resume, cancel, status"),
     "scheduler": ("dialer.scheduler_main", "dispatch due campaign contacts as call jobs"),
     "api": ("dialer.http_api", "serve the HTTP API (campaigns, do-not-call lists)"),
+    "dashboard": ("dialer.dashboard", "serve rq-dashboard for the call queues (basic auth, JSON jobs)"),
+    "status": ("dialer.status", "live view of campaigns, workers, agents and calls in progress"),
+    "settings": ("dialer.cli_settings", "print the effective settings, secrets masked"),
 }
 
 
@@ -34,8 +39,17 @@ def main(argv: list[str] | None = None) -> int:
     if args[0] not in COMMANDS:
         print(f"dialer: unknown command {args[0]!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[args[0]][0])
-    result: int = module.main(args[1:])
+    try:
+        module = importlib.import_module(COMMANDS[args[0]][0])
+        result: int = module.main(args[1:])
+    except Exception as exc:
+        # Imported only now: `dialer worker` must patch gevent before anything imports pydantic or sockets.
+        from settings import InvalidSettings
+
+        if not isinstance(exc, InvalidSettings):
+            raise
+        print(f"dialer {args[0]}: {exc}", file=sys.stderr)
+        return 2
     return result
 
 

@@ -196,7 +196,7 @@ def start_sim(procs: Processes, scenario: dict[str, Any]) -> tuple[Child, int]:
     scenario_file = procs.workdir / "scenario.json"
     scenario_file.write_text(json.dumps(scenario, indent=2))
     argv = [sys.executable, "-m", "dialer.cli", "sim", "--port", "0", "--scenario", str(scenario_file)]
-    child = procs.start("sim", argv, stdout=True)
+    child = procs.start("sim", argv, env=embedded_env(), stdout=True)
     stdout = child.process.stdout
     assert stdout is not None
     ready, _, _ = select.select([stdout], [], [], 15)
@@ -207,10 +207,14 @@ def start_sim(procs: Processes, scenario: dict[str, Any]) -> tuple[Child, int]:
     return child, int(host_port[-1])
 
 
+def embedded_env() -> dict[str, str]:
+    """The environment without DIALER_* settings: the demo's processes run on embedded defaults, whatever the
+    user's shell holds (and their working directory is the demo's own, so no .env file is read either)."""
+    return {name: value for name, value in os.environ.items() if not name.startswith("DIALER_")}
+
+
 def start_workers(procs: Processes, count: int, redis_url: str, sim_port: int) -> list[Child]:
-    # Embedded defaults: no DIALER_* setting of the user's shell reaches the demo's workers (and their
-    # working directory is the demo's own, so no .env file either).
-    env = {name: value for name, value in os.environ.items() if not name.startswith("DIALER_")}
+    env = embedded_env()
     env.update(
         {
             "DIALER_REDIS_URL": redis_url,
@@ -434,8 +438,8 @@ def summary(
     in_progress = unfinished + len(store.in_flight()) + len(StartedJobRegistry(queue=queue)) + len(queue)
     lines += [
         f"  calls in progress: {in_progress}",
-        f"  rq-dashboard: not installed by the demo; while a system runs, `pip install rq-dashboard` and "
-        f"`rq-dashboard --redis-url {url}` show its queues and call jobs (this Redis stops with the demo)",
+        f"  rq-dashboard: while a system runs, `DIALER_DASHBOARD_PASSWORD=... dialer dashboard --redis-url {url}` "
+        "shows its queues, call jobs and workers (this Redis stops with the demo)",
     ]
     return lines
 

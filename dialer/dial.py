@@ -25,12 +25,24 @@ from typing import Any
 import gevent
 from gevent.queue import Empty
 
-from dialer.callmodel import EVENT_TRIGGERS, CallSpec, CallState, Hangup, Trigger, classify, leg_uuid, next_state
+from dialer import metrics, notify
+from dialer.callmodel import (
+    EVENT_TRIGGERS,
+    CallSpec,
+    CallState,
+    DialMode,
+    Hangup,
+    Trigger,
+    classify,
+    leg_uuid,
+    next_state,
+)
+from dialer.campaigns.state import dialing_key
 from dialer.esl import dialstring
 from dialer.esl.errors import CommandError, ESLError, UnsafeValueError
 from dialer.esl.events import Event
 from dialer.pacing import is_network_failure
-from dialer.store import AgentState, HashWrite, Store
+from dialer.store import AgentState, HashWrite, SetRemove, Store, Write, agent_key
 from dialer.switch import GAP, BackgroundJob, CallQueue, Switch
 
 log = logging.getLogger(__name__)
@@ -50,6 +62,13 @@ SUBCLASSES = ("sofia::register", "sofia::unregister", "sofia::expire")
 
 _ANSWERED_STATES = (CallState.ANSWERED, CallState.CONNECTING_AGENT, CallState.BRIDGED)
 _BEFORE_PROGRESS = (CallState.QUEUED, CallState.ORIGINATING, CallState.TRYING)  # no 180/183/200 yet
+#: States a webhook reports, by the event type it sends.
+_WEBHOOK_STATES = {
+    CallState.RINGING: "call.ringing",
+    CallState.EARLY_MEDIA: "call.early_media",
+    CallState.ANSWERED: "call.answered",
+    CallState.BRIDGED: "call.bridged",
+}
 
 
 @dataclass(frozen=True)
@@ -90,7 +109,10 @@ def _now() -> str:
 class CallSession:
     """Drives one attempt. ``run()`` (a new attempt) and ``adopt()`` (an orphaned one) return its record."""
 
-    def __init__(self, spec: CallSpec, switch: Switch, store: Store, options: DialOptions) -> None:
+    def __init__(
+        self, spec: CallSpec, switch: Switch, store: Store, options: DialOptions, reserved_agent: str | None = None
+    ) -> None:
+        """``reserved_agent``: progressive and preview calls come with their agent already reserved."""
         self.spec, self.switch, self.store, self.options = spec, switch, store, options
         self.call_id = spec.call_id
         self.uuid = leg_uuid(self.call_id)
@@ -101,7 +123,7 @@ class CallSession:
         self.hangup: Hangup | None = None
         self.reason = ""
         # the agent currently reserved for this call, its leg, and the search for one
-        self.agent: str | None = None
+        self.agent: str | None = reserved_agent
         self.agent_uuid: str | None = None
         self.agent_answered = False
         self.agent_tries = 0
@@ -116,11 +138,13 @@ class CallSession:
         self.next_gateway: Callable[[str, Hangup], str | None] | None = None
         self.tries = 1  # customer-leg originates of this attempt (one per gateway)
         self.ended_from = CallState.QUEUED  # the state the customer leg was in when it ended
+        self.webhook_seq = 0  # webhook events of this call so far (kept in the record, for an adopter)
 
     # ------------------------------------------------------------------ logging and records
 
     def _log(self, message: str, **extra: Any) -> None:
         fields = {"call_id": self.call_id, "attempt": self.spec.attempt, "uuid": self.uuid, "state": self.state.value}
+        fields["cause"] = self.hangup.cause if self.hangup else ""
         fields.update(extra)
         log.info(message, extra=fields)
 
@@ -137,13 +161,28 @@ class CallSession:
         self.state = target
         at = _now()
         shown = self.on_progress({"state": target.value, f"{target.value}_at": at}) if self.on_progress else None
-        self.store.update(
-            self.call_id,
-            {"state": target.value, f"{target.value}_at": at, **fields},
-            {"event": trigger.value, "state": target.value, "at": at},
-            also=(shown,) if shown is not None else (),
-        )
+        record = {"state": target.value, f"{target.value}_at": at, **fields}
+        also: list[Write] = [shown] if shown is not None else []
+        if target in _WEBHOOK_STATES:
+            also += self._webhook(_WEBHOOK_STATES[target], record, {"state": target.value, "uuid": self.uuid, **fields})
+        if trigger is Trigger.AGENT_DIALLED and self.agent is not None:  # what supervisors see; the lease decides
+            also.append((agent_key(self.agent), "state", AgentState.RINGING.value))
+        self.store.update(self.call_id, record, {"event": trigger.value, "state": target.value, "at": at}, also=also)
         self._log("call state", trigger=trigger.value)
+
+    def _webhook(self, kind: str, record: dict[str, str], data: dict[str, str]) -> list[Write]:
+        """The webhook event for the campaign's CRM, written with the change it reports (``record`` gets the
+        sequence number, so a worker that adopts the call goes on counting)."""
+        if not self.spec.webhooks:
+            return []
+        self.webhook_seq += 1
+        record["webhook_seq"] = str(self.webhook_seq)
+        spec = self.spec
+        return [
+            notify.call_event(
+                spec.campaign, spec.contact_id, spec.attempt, kind, self.webhook_seq, time.time(), dict(data)
+            )
+        ]
 
     # ------------------------------------------------------------------ entry points
 
@@ -163,9 +202,15 @@ class CallSession:
                 "owner": self.options.worker_id,
                 "node": self.switch.name,
                 "created_at": _now(),
+                "dial_mode": self.spec.dial_mode.value,
+                "webhooks": "1" if self.spec.webhooks else "",
+                **({"agent": self.agent, "agent_reserved_at": _now()} if self.agent else {}),
             },
         )
         if claimed is not None:
+            if self.agent is not None:  # reserved by a run that lost the race for the claim
+                self.store.release_agent(self.agent, self.call_id)
+                self.agent = None
             return self._rerun(claimed)
         handed_back = False
         try:
@@ -223,6 +268,7 @@ class CallSession:
         if self.agent_uuid:
             self.switch.route(self.agent_uuid, self.queue)
         self.agent_answered = self.bridged
+        self.webhook_seq = int(record.get("webhook_seq") or 0)
         try:
             self._receive_events_of(self.uuid, self.agent_uuid)
             alive = self._api(dialstring.uuid_exists(self.uuid))
@@ -256,6 +302,7 @@ class CallSession:
         command = dialstring.originate(dialstring.Gateway(spec.gateway, spec.number), variables=variables)
         self.customer_up = True  # set before the write: if the reply is lost, the leg may still exist
         job = self.switch.bgapi(command, timeout=self.options.command_timeout)
+        metrics.originated("customer", spec.gateway)
         self._watch_job(job, self.uuid, spec.ring_timeout)
         self._move(Trigger.ORIGINATE_SENT, originated_at=_now())
 
@@ -368,7 +415,7 @@ class CallSession:
             if peer is not None and peer == self.agent_uuid and not self.bridged:
                 self.bridged = True
                 self.agent_deadline = None
-                self._move(trigger, bridged_at=_now())
+                self._move(trigger, bridged_at=_now(), agent=self.agent or "")
             return
         if trigger is Trigger.HANGUP:
             answered_at = event.caller_time_us("Answered")
@@ -406,10 +453,12 @@ class CallSession:
     # ------------------------------------------------------------------ agent leg
 
     def _connect_agent(self) -> None:
-        """Reserve the next free, registered agent and ring it. No free agent: try again on the next
-        loop turn, until ``agent_deadline``."""
+        """Ring the agent reserved before dialling (progressive, preview), or reserve the next free,
+        registered agent and ring it. No free agent: try again on the next loop turn, until ``agent_deadline``."""
+        if self.agent is not None and self.agent_uuid is None:
+            self._ring_agent(self.agent)
         while self.agent is None and self.agent_tries < self.options.max_agent_tries:
-            agent = self.store.reserve_agent(self.spec.agent_group, self.call_id)
+            agent = self.store.reserve_agent(self.spec.agent_group, self.call_id, dialing_key(self.spec.campaign))
             if agent is None:
                 return
             try:
@@ -419,27 +468,32 @@ class CallSession:
             if contact is None or contact.startswith("error/"):
                 self._log("agent not registered; skipped", agent=agent, contact=contact)
                 self._note("agent_not_registered", agent=agent)
-                self.store.release_agent(agent, self.call_id, state=AgentState.OFFLINE)
+                self.store.release_agent(agent, self.call_id, unregistered=True)
                 continue
-            self.agent_tries += 1
-            self.agent, self.agent_answered = agent, False
-            self.agent_uuid = leg_uuid(self.call_id, f"agent-{self.agent_tries}")
-            self.switch.route(self.agent_uuid, self.queue)
-            variables = {
-                "origination_uuid": self.agent_uuid,
-                "originate_timeout": str(self.options.agent_ring_timeout),
-                "origination_caller_id_number": self.spec.number,
-                "dialer_worker": self.options.worker_id,
-            }
-            command = dialstring.originate(dialstring.User(agent, self.options.agent_domain), variables=variables)
-            try:
-                job = self.switch.bgapi(command, timeout=self.options.command_timeout)
-            except ESLError as exc:
-                self._agent_failed(f"originate failed: {exc}")
-                continue
-            self._watch_job(job, self.agent_uuid, self.options.agent_ring_timeout)
-            self.agent_ring_deadline = time.monotonic() + self.options.agent_ring_timeout + 2.0
-            self._move(Trigger.AGENT_DIALLED, agent=agent, agent_uuid=self.agent_uuid)
+            self._ring_agent(agent)
+
+    def _ring_agent(self, agent: str) -> None:
+        """Originate the agent's leg; a failure to send it releases the agent (the search goes on)."""
+        self.agent_tries += 1
+        self.agent, self.agent_answered = agent, False
+        self.agent_uuid = leg_uuid(self.call_id, f"agent-{self.agent_tries}")
+        self.switch.route(self.agent_uuid, self.queue)
+        variables = {
+            "origination_uuid": self.agent_uuid,
+            "originate_timeout": str(self.options.agent_ring_timeout),
+            "origination_caller_id_number": self.spec.number,
+            "dialer_worker": self.options.worker_id,
+        }
+        command = dialstring.originate(dialstring.User(agent, self.options.agent_domain), variables=variables)
+        try:
+            job = self.switch.bgapi(command, timeout=self.options.command_timeout)
+        except ESLError as exc:
+            self._agent_failed(f"originate failed: {exc}")
+            return
+        metrics.originated("agent")
+        self._watch_job(job, self.agent_uuid, self.options.agent_ring_timeout)
+        self.agent_ring_deadline = time.monotonic() + self.options.agent_ring_timeout + 2.0
+        self._move(Trigger.AGENT_DIALLED, agent=agent, agent_uuid=self.agent_uuid)
 
     def _on_agent_event(self, event: Event) -> None:
         if event.name == "CHANNEL_ANSWER" and self.agent is not None and self.agent_uuid is not None:
@@ -463,14 +517,15 @@ class CallSession:
     def _agent_failed(self, cause: str) -> None:
         self._log("agent did not answer", agent=self.agent, cause=cause)
         self._note("agent_no_answer", agent=self.agent or "", cause=cause)
-        self._release_agent(missed=True)
+        unregistered = cause == "USER_NOT_REGISTERED"  # the phone went away: not the agent's miss
+        self._release_agent(missed=not unregistered, unregistered=unregistered)
         self.agent_deadline = time.monotonic() + self.options.agent_wait  # look for the next one
 
-    def _release_agent(self, *, missed: bool) -> None:
+    def _release_agent(self, *, missed: bool, unregistered: bool = False) -> None:
         if self.agent is None:
             return
         wrap_up = self.options.wrap_up if self.agent_answered else 0.0  # wrap-up only after a conversation
-        self.store.release_agent(self.agent, self.call_id, wrap_up=wrap_up, missed=missed)
+        self.store.release_agent(self.agent, self.call_id, wrap_up=wrap_up, missed=missed, unregistered=unregistered)
         self.agent = None
 
     def _abandon(self) -> None:
@@ -585,7 +640,13 @@ class CallSession:
             self.on_progress({"state": CallState.ENDED.value, "outcome": outcome.value}) if self.on_progress else None
         )
         note = {"event": "final", "outcome": outcome.value, "cause": hangup.cause}
-        self.final = self.store.finish(self.call_id, final, note, also=(shown,) if shown is not None else ())
+        # The call no longer needs an agent: out of its campaign's dialing set (see Dispatcher).
+        also: list[Write] = [SetRemove(dialing_key(self.spec.campaign), self.call_id)]
+        also += [shown] if shown is not None else []
+        reported = {name: value for name, value in final.items() if name not in ("state", "ended_at")}
+        also += self._webhook("call.ended", final, reported)
+        self.final = self.store.finish(self.call_id, final, note, also=also)
+        metrics.call_ended(self.final)
         self._log("call ended", outcome=outcome.value, cause=hangup.cause, sip_status=hangup.sip_status)
 
 
@@ -599,4 +660,6 @@ def spec_from_record(record: dict[str, str]) -> CallSpec:
         gateway="",
         caller_id_number="",
         agent_group=record.get("agent_group", "default"),
+        dial_mode=DialMode(record.get("dial_mode") or DialMode.PREDICTIVE.value),
+        webhooks=record.get("webhooks") == "1",
     )

@@ -1,4 +1,4 @@
-"""``dialer api``: the HTTP API for campaigns (FastAPI; OpenAPI at /openapi.json, docs at /docs).
+"""``dialer api``: the HTTP API for campaigns and agents (FastAPI; OpenAPI at /openapi.json, docs at /docs).
 
 Every route but ``/health`` needs ``Authorization: Bearer <token>`` with one of the tokens in
 ``DIALER_API_TOKENS`` (compared in constant time). Tenants: a token given as ``{"tenant": "acme", "token":
@@ -9,9 +9,9 @@ naming the field:
 
     {"detail": [{"loc": ["path", "campaign_id"], "msg": "no campaign 'x'", "type": "not_found"}]}
 
-422 for invalid input (pydantic's loc/msg), 401 without a valid token, 404 for an unknown campaign or
-contact, 409 for a lifecycle step the campaign's state does not allow. Contact rows are validated one by
-one: a bad row is listed in ``rejected`` (row, field, reason) and the rest of the batch is stored.
+422 for invalid input (pydantic's loc/msg), 401 without a valid token, 404 for an unknown campaign,
+contact or agent, 409 for a step the campaign's or agent's state does not allow. Contact rows are
+validated one by one: a bad row is listed in ``rejected`` (row, field, reason) and the rest is stored.
 Handlers are plain functions: FastAPI runs them in its thread pool, so blocking Redis calls are fine.
 """
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import hmac
+import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -29,11 +30,18 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from dialer.campaigns import CampaignConfig, CampaignError, CampaignNotFound, Campaigns, CampaignStatus, IntakeResult
+from dialer import logs
+from dialer.agents import AgentIn, Agents, AgentView, PauseIn
+from dialer.api_metrics import add_metrics_route
+from dialer.campaigns import CampaignConfig, CampaignNotFound, Campaigns, CampaignStatus, IntakeResult
+from dialer.errors import RequestRefused
+from dialer.esl import dialstring
+from dialer.metrics import api_registry
 from dialer.payload import IDENTIFIER
 from settings import Settings, TenantToken, get_settings
 
 CampaignId = Annotated[str, Path(pattern=IDENTIFIER)]
+AgentId = Annotated[str, Path(pattern=r"^" + dialstring.USER_ID.pattern.pattern + "$", max_length=64)]
 ListName = Annotated[str, Path(pattern=IDENTIFIER)]
 MAX_BATCH = 100_000
 BEARER = HTTPBearer(auto_error=False, description="one of DIALER_API_TOKENS")
@@ -118,6 +126,14 @@ def _lifecycle_route(campaigns: Campaigns, action: str) -> Callable[..., Campaig
     return route
 
 
+def _operator(caller: Authorised) -> Caller:
+    """Agents and metrics are shared by every tenant: their routes take an operator's (plain) token."""
+    if caller.tenant is not None:
+        message = "this route needs an operator token"
+        raise HTTPException(403, detail=[{"loc": ["header", "authorization"], "msg": message, "type": "forbidden"}])
+    return caller
+
+
 def _visible(campaigns: Campaigns, caller: Caller, campaign_id: str) -> None:
     """Another tenant's campaign does not exist for this caller."""
     if caller.tenant is not None and not caller.sees(campaigns.owner(campaign_id)):
@@ -129,14 +145,16 @@ def _own_list(caller: Caller, name: str, field: str = "list_name") -> None:
         raise CampaignNotFound(f"no do-not-call list {name!r}", field=field)
 
 
-def create_app(campaigns: Campaigns, tokens: Sequence[ApiToken]) -> FastAPI:
-    app = FastAPI(title="fs-dialer", version="0.1.0", description="Campaigns for the FreeSWITCH outbound dialer")
+def create_app(campaigns: Campaigns, tokens: Sequence[ApiToken], agents: Agents | None = None) -> FastAPI:
+    app = FastAPI(
+        title="fs-dialer", version="0.1.0", description="Campaigns and agents for the FreeSWITCH outbound dialer"
+    )
     app.state.check_token = bearer_auth(tokens)
 
-    @app.exception_handler(CampaignError)
-    def campaign_error(request: Request, exc: CampaignError) -> JSONResponse:
+    @app.exception_handler(RequestRefused)
+    def refused(request: Request, exc: RequestRefused) -> JSONResponse:
         where = "path" if exc.field in request.path_params else "body"
-        loc = [exc.field] if exc.field == "state" else [where, exc.field]
+        loc = [exc.field] if exc.field in ("state", "offer") else [where, exc.field]
         return JSONResponse({"detail": [{"loc": loc, "msg": str(exc), "type": exc.kind}]}, status_code=exc.status)
 
     @app.get("/health")
@@ -205,12 +223,58 @@ def create_app(campaigns: Campaigns, tokens: Sequence[ApiToken]) -> FastAPI:
         _own_list(caller, list_name)
         return {"removed": campaigns.dnc_remove(list_name, [number])}
 
+    _agent_routes(app, agents or Agents(campaigns.state.redis), [Depends(_operator)])
     return app
 
 
+def _agent_routes(app: FastAPI, agents: Agents, auth: list[Any]) -> None:
+    @app.get("/agents", dependencies=auth, tags=["agents"])
+    def list_agents() -> list[AgentView]:
+        return agents.list_agents()
+
+    @app.put("/agents/{agent_id}", dependencies=auth, tags=["agents"], summary="Create or update an agent")
+    def put_agent(agent_id: AgentId, agent: AgentIn) -> AgentView:
+        return agents.put(agent_id, agent)
+
+    @app.get("/agents/{agent_id}", dependencies=auth, tags=["agents"])
+    def get_agent(agent_id: AgentId) -> AgentView:
+        return agents.get(agent_id)
+
+    @app.post("/agents/{agent_id}/pause", dependencies=auth, tags=["agents"], summary="Pause an agent")
+    def pause(agent_id: AgentId, body: PauseIn | None = None) -> AgentView:
+        return agents.act(agent_id, "pause", (body or PauseIn()).reason)
+
+    steps: list[tuple[str, Callable[[str, str], AgentView], str]]
+    steps = [(action, agents.act, f"{action.capitalize()} an agent") for action in ("login", "ready", "logout")]
+    steps += [(f"offer/{d}", agents.decide, f"Preview: {d} the contact offered") for d in ("accept", "skip")]
+    for path, step, summary in steps:
+        app.add_api_route(
+            f"/agents/{{agent_id}}/{path}",
+            _agent_action(step, path.rpartition("/")[2]),
+            methods=["POST"],
+            dependencies=auth,
+            response_model=AgentView,
+            tags=["agents"],
+            name=path.replace("/", "_"),
+            summary=summary,
+        )
+
+
+def _agent_action(step: Callable[[str, str], AgentView], action: str) -> Callable[[str], AgentView]:
+    def route(agent_id: AgentId) -> AgentView:
+        return step(agent_id, action)
+
+    return route
+
+
 def app_from_settings(settings: Settings) -> FastAPI:
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
-    return create_app(Campaigns.from_settings(settings, client), api_tokens(settings))
+    timeout = settings.redis_timeout
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    app = create_app(
+        Campaigns.from_settings(settings, client), api_tokens(settings), Agents(client, settings.agent_domain)
+    )
+    add_metrics_route(app, api_registry(client), _operator)
+    return app
 
 
 def api_tokens(settings: Settings) -> list[ApiToken]:
@@ -231,5 +295,11 @@ def main(argv: list[str]) -> int:
     if not any(token if isinstance(token, str) else token[1] for token in api_tokens(settings)):
         print('dialer api: set DIALER_API_TOKENS (a JSON list, e.g. ["a-long-random-token"])', flush=True)
         return 2
-    uvicorn.run(app_from_settings(settings), host=args.host, port=args.port, log_level="info")
+    logs.configure(settings.log_format, settings.log_level)
+    # After a graceful shutdown uvicorn raises the SIGTERM it caught again, under the handler it found at
+    # start, so the process would die of it (status -15, which process managers report as a failure). With a
+    # no-op handler there, `dialer api` exits 0 after SIGTERM like the other processes.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    # log_config=None: uvicorn's loggers go through the root handler, in DIALER_LOG_FORMAT like every process
+    uvicorn.run(app_from_settings(settings), host=args.host, port=args.port, log_config=None)
     return 0

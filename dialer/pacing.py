@@ -77,6 +77,7 @@ import gevent
 import gevent.lock
 import redis
 
+from dialer import metrics
 from settings import Settings
 
 PREFIX = "dialer:pacing"
@@ -355,7 +356,8 @@ class Pacer:
     def acquire(self, request: Request, timeout: float | None = None) -> Permit:
         """Wait (at most ``timeout`` seconds) until every limit of ``request`` allows, and take them."""
         limit = self.config.wait_timeout if timeout is None else timeout
-        deadline = self._monotonic() + limit
+        started = self._monotonic()
+        deadline = started + limit
         permit = Permit(request.call_id, tuple(cap.key for cap in request.caps))
         if not request.rates and not request.caps:
             return permit
@@ -363,16 +365,19 @@ class Pacer:
         if turnstile is None:
             turnstile = self._turnstiles[request.turnstile] = _Turnstile()
         if not turnstile.lock.acquire(timeout=max(0.0, deadline - self._monotonic())):
+            metrics.paced(self._monotonic() - started, granted=False)
             raise PacingTimeout(f"{request.call_id}: no pacing token within {limit:g} s (queued in this worker)")
         try:
             while True:
                 verdict, wait = self.try_acquire(request)
                 if verdict is Verdict.GRANTED:
+                    metrics.paced(self._monotonic() - started, granted=True)
                     return permit
                 remaining = deadline - self._monotonic()
                 pause = wait if verdict is Verdict.TOO_SOON else CAP_POLL
                 if (verdict is Verdict.TOO_SOON and wait > remaining) or remaining <= 0:
                     what = "token" if verdict is Verdict.TOO_SOON else "concurrency lease"
+                    metrics.paced(self._monotonic() - started, granted=False)
                     raise PacingTimeout(f"{request.call_id}: no pacing {what} within {limit:g} s")
                 self._sleep(min(pause, remaining))
         finally:

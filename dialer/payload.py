@@ -11,7 +11,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from dialer.callmodel import CallSpec
+from dialer.callmodel import CallSpec, DialMode
 from dialer.esl import dialstring
 
 IDENTIFIER = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -62,6 +62,9 @@ class CallPayload(BaseModel):
     fallback_gateways: list[Annotated[str, AfterValidator(_gateway)]] = Field(default_factory=list, max_length=5)
     campaign_cps: float | None = Field(None, gt=0, le=1000)
     campaign_max_concurrent: int | None = Field(None, ge=1, le=100_000)
+    dial_mode: DialMode = Field(DialMode.PREDICTIVE, description="when the agent is reserved (see DialMode)")
+    preview_timeout: float = Field(30.0, ge=1, le=600)
+    webhooks: bool = False
 
     def to_spec(self) -> CallSpec:
         return CallSpec(
@@ -78,4 +81,7 @@ class CallPayload(BaseModel):
             fallback_gateways=tuple(self.fallback_gateways),
             campaign_cps=self.campaign_cps,
             campaign_max_concurrent=self.campaign_max_concurrent,
+            dial_mode=self.dial_mode,
+            preview_timeout=self.preview_timeout,
+            webhooks=self.webhooks,
         )

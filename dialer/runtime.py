@@ -9,6 +9,11 @@ in-flight calls, and the two background loops that keep crashes from losing call
 - The reaper loop adopts calls whose lease expired (their worker died) and finishes them from what
   the switch says (``CallSession.adopt``); it also frees agents whose reservation lease expired.
   Any worker may adopt; the adoption is an atomic compare-and-set in Redis.
+- Agents first (``DialMode``): a progressive or preview attempt reserves a free, registered agent
+  before it paces and dials (waiting at most ``DIALER_AGENT_RESERVE_TIMEOUT``); a preview attempt then
+  shows the contact to the agent and waits for accept or skip. An attempt that gets no agent, or that
+  the agent skips, is not dialled: ``NotDialled`` (its campaign contact goes back to the due set).
+- The registration loop keeps agents' registrations from FreeSWITCH's events (``dialer.registrations``).
 """
 
 from __future__ import annotations
@@ -16,22 +21,40 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import gevent
 
-from dialer.callmodel import CallSpec, Hangup
+from dialer.callmodel import CallSpec, DialMode, Hangup
+from dialer.campaigns.state import dialing_key
 from dialer.dial import EVENTS, SUBCLASSES, CallSession, DialOptions, spec_from_record
-from dialer.esl.errors import ConnectionLost
+from dialer.esl import dialstring
+from dialer.esl.errors import ConnectionLost, ESLError, UnsafeValueError
 from dialer.pacing import Pacer, PacingTimeout, Permit, config_from_settings
+from dialer.registrations import RegistrationTracker
 from dialer.store import HashWrite, Store, call_key
 from dialer.switch import Switch
 from dialer.worker import ShutdownRequested
 from settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+
+AGENT_POLL = 0.1  # s between tries for a free agent (progressive, preview)
+DECISION_POLL = 0.2  # s between looks at a preview decision
+PREVIEW_SKIPPED_RETRY = 300.0  # s before a contact an agent skipped is offered again
+PREVIEW_UNANSWERED_RETRY = 60.0  # s before a contact nobody decided on is offered again
+
+
+class NotDialled(Exception):
+    """The attempt was not dialled (no agent in time, skipped in preview): nothing was claimed; its
+    contact may be tried again after ``retry_after`` seconds."""
+
+    def __init__(self, reason: str, retry_after: float = 0.0) -> None:
+        super().__init__(reason)
+        self.reason, self.retry_after = reason, retry_after
 
 
 class Runtime:
@@ -40,7 +63,13 @@ class Runtime:
     def __init__(self, settings: Settings, worker_id: str | None = None) -> None:
         self.settings = settings
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
-        self.store = Store.from_url(settings.redis_url, lease_seconds=settings.call_lease_seconds)
+        self.store = Store.from_url(
+            settings.redis_url,
+            lease_seconds=settings.call_lease_seconds,
+            timeout=settings.redis_timeout,
+            max_missed=settings.agent_max_missed,
+        )
+        self.registrations = RegistrationTracker(self.store, settings.agent_domain)
         self.options = DialOptions(
             worker_id=self.worker_id,
             agent_domain=settings.agent_domain,
@@ -71,12 +100,15 @@ class Runtime:
                 command_timeout=settings.esl_command_timeout,
                 backoff_min=settings.esl_reconnect_min,
                 backoff_max=settings.esl_reconnect_max,
+                on_unclaimed=self.registrations.on_event,
             )
             for node in settings.freeswitch
         ]
+        self.registrations.switches = self.switches
         self.active: dict[str, CallSession] = {}
         self.pacer = Pacer(self.store.redis, config_from_settings(settings))
         self.permits: dict[str, Permit] = {}  # pacing leases of the calls this process runs
+        self.reserved: dict[str, str] = {}  # call id -> agent reserved before the call is claimed
         self._loops: list[gevent.Greenlet] = []
 
     @classmethod
@@ -97,7 +129,7 @@ class Runtime:
         if wait is not None:
             for switch in self.switches:
                 switch.wait_connected(wait)
-        self._loops = [gevent.spawn(self._lease_loop), gevent.spawn(self._reaper_loop)]
+        self._loops = [gevent.spawn(loop) for loop in (self._lease_loop, self._reaper_loop, self.registrations.run)]
 
     def stop(self) -> None:
         gevent.killall(self._loops, timeout=5)
@@ -105,6 +137,10 @@ class Runtime:
             switch.stop()
         if Runtime._current is self:
             Runtime._current = None
+
+    def connected(self) -> bool:
+        """Whether any FreeSWITCH node is connected (new calls are taken only then)."""
+        return any(switch.connected for switch in self.switches)
 
     # ------------------------------------------------------------------ calls
 
@@ -116,29 +152,88 @@ class Runtime:
     def place(
         self, spec: CallSpec, on_progress: Callable[[dict[str, str]], HashWrite | None] | None = None
     ) -> dict[str, str]:
-        """Run one attempt. A new attempt first waits for its pacing (``PacingTimeout`` if it cannot get
-        it in time: then nothing was claimed nor dialled and the job may simply run again); a re-run of
-        a claimed attempt never dials, so it takes no token."""
+        """Run one attempt. A new attempt first takes its agent (progressive, preview: ``NotDialled`` if
+        none in time) and then waits for its pacing (``PacingTimeout`` if it cannot get it in time: then
+        nothing was claimed nor dialled and the job may simply run again); a re-run of a claimed attempt
+        never dials, so it takes neither."""
         call_id, gateways = spec.call_id, (spec.gateway, *spec.fallback_gateways)  # in failover order
         if call_id in self.active:
             # This process already follows the attempt (its reaper adopted it, then the job ran again): a second
             # session would take over the first one's event route and lease, and the call would go unheard.
             return self.store.record(call_id)
+        switch = self.switch_for(call_id)
+        agent = None
         try:
             if not self.store.redis.exists(call_key(call_id)):
+                if spec.dial_mode is not DialMode.PREDICTIVE:
+                    agent = self._agent_first(spec, switch)
                 spec = self._pace(spec, gateways)
-            session = CallSession(spec, self.switch_for(call_id), self.store, self.options)
+            session = CallSession(spec, switch, self.store, self.options, reserved_agent=agent)
             session.on_progress = on_progress
             tried = [spec.gateway]
             session.next_gateway = lambda failed, hangup: self._fail_over(spec, gateways, tried, hangup)
             self.active[call_id] = session
+            self.reserved.pop(call_id, None)
+            agent = None  # the session holds (and releases) the agent now
             return session.run()
         finally:
+            if agent is not None:  # pacing failed: nobody was dialled
+                self.store.release_agent(agent, call_id)
             self._forget(call_id)
+
+    def _agent_first(self, spec: CallSpec, switch: Switch) -> str:
+        """Reserve a free agent whose phone is registered (and, in preview, who accepts the contact)."""
+        call_id = spec.call_id
+        deadline = time.monotonic() + self.settings.agent_reserve_timeout
+        while True:
+            agent = self.store.reserve_agent(spec.agent_group, call_id, dialing_key(spec.campaign))
+            if agent is not None:
+                self.reserved[call_id] = agent
+                if self._registered(agent, switch, call_id):
+                    break
+                self.reserved.pop(call_id, None)
+            elif time.monotonic() > deadline:
+                raise NotDialled(f"no free agent in group {spec.agent_group} within the reserve timeout")
+            else:
+                gevent.sleep(AGENT_POLL)
+        if spec.dial_mode is DialMode.PREVIEW:
+            self._preview(spec, agent)
+        return agent
+
+    def _registered(self, agent: str, switch: Switch, call_id: str) -> bool:
+        try:
+            contact = switch.api(dialstring.sofia_contact(agent, self.settings.agent_domain))
+        except UnsafeValueError as exc:  # an id no interface accepts (Redis written by other code): never rung
+            contact = f"error/{exc}"
+        except ESLError as exc:  # cannot tell: do not dial a customer for an agent we cannot reach
+            self.store.release_agent(agent, call_id)
+            raise NotDialled(f"the switch did not answer sofia_contact: {exc}") from exc
+        if contact.startswith("error/"):
+            log.info("agent not registered; skipped", extra={"call_id": call_id, "agent": agent, "contact": contact})
+            self.store.release_agent(agent, call_id, unregistered=True)
+            return False
+        return True
+
+    def _preview(self, spec: CallSpec, agent: str) -> None:
+        """Show the contact to the agent and wait for accept or skip (``Agents.decide``)."""
+        call_id = spec.call_id
+        self.store.offer(agent, call_id)
+        deadline = time.monotonic() + spec.preview_timeout
+        log.info("preview offered", extra={"call_id": call_id, "agent": agent})
+        while (decision := self.store.agent(agent).get("offer_decision")) not in ("accept", "skip"):
+            if time.monotonic() > deadline:
+                self.store.release_agent(agent, call_id, missed=True)
+                raise NotDialled(f"agent {agent} did not accept the preview in time", PREVIEW_UNANSWERED_RETRY)
+            gevent.sleep(DECISION_POLL)
+        log.info("preview decided", extra={"call_id": call_id, "agent": agent, "decision": decision})
+        if decision == "skip":
+            self.store.release_agent(agent, call_id)
+            raise NotDialled(f"agent {agent} skipped the contact", PREVIEW_SKIPPED_RETRY)
 
     def _forget(self, call_id: str) -> None:
         """The call is no longer this process's: stop renewing it and give back its pacing leases."""
         self.active.pop(call_id, None)
+        self.reserved.pop(call_id, None)
         permit = self.permits.pop(call_id, None)
         if permit is not None:
             self.pacer.release(permit)
@@ -199,6 +294,8 @@ class Runtime:
             try:
                 self.store.renew(self.worker_id, list(self.active))
                 self.pacer.renew(list(self.permits.values()))
+                for call_id, agent in list(self.reserved.items()):  # not claimed yet: the record cannot renew it
+                    self.store.renew_agent(agent, call_id)
             except Exception:  # Redis down: keep trying; the lease has two more chances before it expires
                 log.exception("lease renewal failed", extra={"worker": self.worker_id})
 

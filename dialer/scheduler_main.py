@@ -15,6 +15,7 @@ from types import FrameType
 
 import redis
 
+from dialer import logs
 from dialer.campaigns.dispatch import Dispatcher, DispatchLimits
 from settings import get_settings
 
@@ -31,8 +32,9 @@ def main(argv: list[str]) -> int:
     if args.interval <= 0:
         print("dialer scheduler: --interval must be > 0", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    client = redis.Redis.from_url(args.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    logs.configure(settings.log_format, settings.log_level)
+    timeout = settings.redis_timeout
+    client = redis.Redis.from_url(args.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
     limits = DispatchLimits(
         max_outstanding=settings.campaign_max_outstanding, stale_seconds=settings.scheduler_stale_seconds
     )
@@ -50,11 +52,11 @@ def main(argv: list[str]) -> int:
         try:
             enqueued = dispatcher.run_once()
             if enqueued:
-                log.info("enqueued %d calls", enqueued)
+                log.info("calls enqueued", extra={"calls": enqueued})
             pause = args.interval
         except redis.ConnectionError as exc:  # Redis away (a restart): say so once a pause, not ten times a second
             pause = min(max(pause * 2, args.interval), MAX_PAUSE)
-            log.warning("redis unavailable; retrying in %.1f s: %s", pause, exc)
+            log.warning("redis unavailable", extra={"error": str(exc), "retry_in": pause})
         except Exception:  # a bad record: log it and keep dispatching the other campaigns
             log.exception("dispatch pass failed; retrying")
         stopping.wait(pause)

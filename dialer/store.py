@@ -7,7 +7,10 @@ Every key the dialer writes, in one place:
     dialer:inflight                    zset    call_id -> lease expiry (Redis time, seconds); owners renew,
                                                anyone may adopt an expired one and reconcile it
     dialer:agents                      set     agent ids
-    dialer:agent:<id>                  hash    id, group, endpoint, state, call, missed
+    dialer:agent:<id>                  hash    id, group, endpoint, state (``AgentState``), call, missed (in a
+                                               row), pause_reason, pending (pause/log-out asked for during a
+                                               call) and pending_reason, registered (1/0; '' = not yet known),
+                                               contact, registration_at, offer and offer_decision (preview)
     dialer:agents:<group>:available    zset    agent id -> time from which it may take a call (wrap-up ends)
     dialer:agent:<id>:lease            string  the call holding the agent; expires if its worker dies
     dialer:pacing:...                  pacing: CPS limits (GCRA), concurrency leases, gateway back-off;
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
 
@@ -80,9 +84,27 @@ class AgentState(StrEnum):
     OFFLINE = "offline"
     AVAILABLE = "available"
     RESERVED = "reserved"
+    RINGING = "ringing"
     ON_CALL = "on-call"
     WRAP_UP = "wrap-up"
     PAUSED = "paused"
+
+
+#: An agent in one of these holds a call (its lease is the call's); in the others it holds none.
+BUSY_STATES = (AgentState.RESERVED, AgentState.RINGING, AgentState.ON_CALL)
+IDLE_STATES = (AgentState.OFFLINE, AgentState.AVAILABLE, AgentState.WRAP_UP, AgentState.PAUSED)
+
+
+class AgentActionRefused(Exception):
+    """The agent is unknown (``state`` None) or in a state the action does not start from."""
+
+    def __init__(self, state: str | None) -> None:
+        super().__init__(state or "no such agent")
+        self.state = state
+
+
+class NoOffer(Exception):
+    """The agent has no preview offer to decide on (or it was decided already)."""
 
 
 _NOW = "local t = redis.call('TIME'); local now = tonumber(t[1]) + tonumber(t[2]) / 1000000\n"
@@ -130,7 +152,9 @@ return 1
 """
 )
 
-# KEYS: available zset. ARGV: call_id, lease ms. Take the longest-idle agent whose wrap-up is over.
+# KEYS: available zset, the campaign's dialing zset (may be absent). ARGV: call_id, lease ms.
+# Take the longest-idle registered agent whose wrap-up is over. Agents met on the way that cannot take a
+# call (paused, logged out, unregistered) leave the set; they come back when they are ready/registered.
 _RESERVE = (
     _NOW
     + """
@@ -138,10 +162,11 @@ local candidates = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0,
 for _, id in ipairs(candidates) do
   redis.call('ZREM', KEYS[1], id)
   local key = 'dialer:agent:' .. id
-  local state = redis.call('HGET', key, 'state')
-  if (state == 'available' or state == 'wrap-up')
+  local state, registered = unpack(redis.call('HMGET', key, 'state', 'registered'))
+  if registered ~= '0' and (state == 'available' or state == 'wrap-up')
      and redis.call('SET', key .. ':lease', ARGV[1], 'NX', 'PX', ARGV[2]) then
     redis.call('HSET', key, 'state', 'reserved', 'call', ARGV[1])
+    redis.call('ZREM', KEYS[2], ARGV[1])
     return id
   end
 end
@@ -149,33 +174,149 @@ return false
 """
 )
 
-# KEYS: agent hash, lease. ARGV: call_id, wrap-up seconds, missed (0/1), next state.
-# Releases the agent only if this call still holds it; the available zset is the agent's group's.
+# Shared by release and operator actions: put an agent in ``state`` (and into its group's available set
+# from ``free_at`` when it can take calls).
+_SET_STATE = """
+local function set_state(key, state, free_at, reason)
+  local id, group, registered = unpack(redis.call('HMGET', key, 'id', 'group', 'registered'))
+  local available = 'dialer:agents:' .. (group or '') .. ':available'
+  redis.call('HSET', key, 'state', state, 'pause_reason', reason or '')
+  if (state == 'available' or state == 'wrap-up') and registered ~= '0' then
+    redis.call('ZADD', available, free_at, id)
+  else
+    redis.call('ZREM', available, id)
+  end
+end
+"""
+
+# KEYS: agent hash, lease. ARGV: call_id ('': a dead worker's call, the lease must be gone), wrap-up
+# seconds, missed (0/1), max missed calls before an automatic pause (0: never), unregistered (0/1).
+# Ends the agent's part in a call if this call still holds it: a pause or log-out asked for during the
+# call takes effect now; too many missed calls in a row pause the agent; otherwise wrap-up, then available.
 _RELEASE = (
     _NOW
+    + _SET_STATE
     + """
-if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-local available = 'dialer:agents:' .. (redis.call('HGET', KEYS[1], 'group') or '') .. ':available'
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local holder = redis.call('GET', KEYS[2])
+if ARGV[1] == '' then
+  if holder then return 0 end
+elseif holder ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[2])
-if ARGV[3] == '1' then redis.call('HINCRBY', KEYS[1], 'missed', 1) else redis.call('HSET', KEYS[1], 'missed', 0) end
-redis.call('HSET', KEYS[1], 'call', '', 'state', ARGV[4])
-if ARGV[4] == 'wrap-up' or ARGV[4] == 'available' then
-  redis.call('ZADD', available, now + tonumber(ARGV[2]), redis.call('HGET', KEYS[1], 'id'))
+local missed = 0
+if ARGV[3] == '1' then missed = redis.call('HINCRBY', KEYS[1], 'missed', 1)
+else redis.call('HSET', KEYS[1], 'missed', 0) end
+if ARGV[5] == '1' then redis.call('HSET', KEYS[1], 'registered', '0') end
+local pending, pending_reason = unpack(redis.call('HMGET', KEYS[1], 'pending', 'pending_reason'))
+redis.call('HSET', KEYS[1], 'call', '', 'pending', '', 'pending_reason', '', 'offer', '', 'offer_decision', '')
+local wrap_up = tonumber(ARGV[2])
+if pending and pending ~= '' then
+  set_state(KEYS[1], pending, now, pending_reason)
+elseif tonumber(ARGV[4]) > 0 and missed >= tonumber(ARGV[4]) then
+  set_state(KEYS[1], 'paused', now, 'missed-calls')
+else
+  set_state(KEYS[1], wrap_up > 0 and 'wrap-up' or 'available', now + wrap_up, '')
 end
 return 1
 """
 )
 
-# KEYS: agent lease, agent hash. ARGV: call_id, state. The agent is on this call only if the call holds it.
+# KEYS: agent hash. ARGV: action, target state, reason, allowed states... An operator's action (log in,
+# ready, pause, log out). An agent on a call keeps it: a pause or log-out is kept as ``pending`` and
+# applied when the call releases the agent. Returns the state now, 'pending', or an error reply
+# 'NOSUCH' / 'FROM <state>'.
+_AGENT_ACTION = (
+    _NOW
+    + _SET_STATE
+    + """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return redis.error_reply('NOSUCH') end
+local allowed = false
+for i = 4, #ARGV do if ARGV[i] == state then allowed = true end end
+if not allowed then return redis.error_reply('FROM ' .. state) end
+if state == 'reserved' or state == 'ringing' or state == 'on-call' then
+  redis.call('HSET', KEYS[1], 'pending', ARGV[2], 'pending_reason', ARGV[3])
+  return 'pending'
+end
+if ARGV[2] == 'available' then redis.call('HSET', KEYS[1], 'missed', 0) end
+set_state(KEYS[1], ARGV[2], now, ARGV[3])
+return ARGV[2]
+"""
+)
+
+# KEYS: agent hash. ARGV: registered (0/1), contact, when. What FreeSWITCH said of the agent's phone:
+# an unregistered agent leaves the available set (so it is never offered a call), a registered one that
+# is ready comes back.
+_REGISTRATION = (
+    _NOW
+    + _SET_STATE
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'registered', ARGV[1], 'contact', ARGV[2], 'registration_at', ARGV[3])
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'available' or state == 'wrap-up' then set_state(KEYS[1], state, now, '') end
+return 1
+"""
+)
+
+# KEYS: agent lease, agent hash. ARGV: call_id, state. The agent's state follows its call (ringing,
+# on-call) only while the call holds it.
 _ON_CALL = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[2], 'state', ARGV[2])
 return 1
 """
 
+# KEYS: agent lease. ARGV: call_id, lease ms. Renew the reservation if this call holds it.
+_RENEW_AGENT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+"""
+
+# KEYS: agent hash. ARGV: call_id ('' = the current offer), decision (accept/skip). The agent's answer to a
+# preview offer. Error replies: 'NOOFFER' (nothing offered, or another call's offer), 'DECIDED'.
+_DECIDE = """
+local offer, decided = unpack(redis.call('HMGET', KEYS[1], 'offer', 'offer_decision'))
+if not offer or offer == '' or (ARGV[1] ~= '' and offer ~= ARGV[1]) then return redis.error_reply('NOOFFER') end
+if decided and decided ~= '' then return redis.error_reply('DECIDED') end
+redis.call('HSET', KEYS[1], 'offer_decision', ARGV[2])
+return offer
+"""
+
 
 #: A hash field written beside a record update: (key, field, value).
 HashWrite = tuple[str, str, bytes | str]
+
+
+@dataclass(frozen=True)
+class StreamAdd:
+    """A stream entry appended beside a record update (a webhook event)."""
+
+    key: str
+    fields: Mapping[str, str]
+    maxlen: int
+
+
+@dataclass(frozen=True)
+class SetRemove:
+    """A member removed from a sorted set beside a record update (a campaign's dialing set)."""
+
+    key: str
+    member: str
+
+
+#: What may ride along with a record update, in the same round trip.
+Write = HashWrite | StreamAdd | SetRemove
+
+
+def _apply(pipe: Any, writes: Iterable[Write]) -> None:
+    for write in writes:
+        if isinstance(write, StreamAdd):
+            pipe.xadd(write.key, dict(write.fields), maxlen=write.maxlen, approximate=True)
+        elif isinstance(write, SetRemove):
+            pipe.zrem(write.key, write.member)
+        else:
+            pipe.hset(*write)
 
 
 def _decode(raw: Any) -> dict[str, str]:
@@ -196,19 +337,29 @@ def _text(value: Any) -> str:
 class Store:
     """Typed access to the dialer's Redis state. Every call has Redis' own socket timeout."""
 
-    def __init__(self, client: redis.Redis[bytes], lease_seconds: float = 30.0) -> None:
+    def __init__(self, client: redis.Redis[bytes], lease_seconds: float = 30.0, max_missed: int = 3) -> None:
         self.redis = client
         self.lease_seconds = lease_seconds
+        self.max_missed = max_missed  # missed calls in a row that pause an agent (0: never)
         self._claim = client.register_script(_CLAIM)
         self._renew = client.register_script(_RENEW)
         self._adopt = client.register_script(_ADOPT)
         self._reserve = client.register_script(_RESERVE)
         self._release = client.register_script(_RELEASE)
         self._on_call = client.register_script(_ON_CALL)
+        self._agent_action = client.register_script(_AGENT_ACTION)
+        self._registration = client.register_script(_REGISTRATION)
+        self._decide = client.register_script(_DECIDE)
+        self._renew_agent = client.register_script(_RENEW_AGENT)
 
     @classmethod
     def from_url(
-        cls, url: str, lease_seconds: float = 30.0, timeout: float = 5.0, max_connections: int = POOL_SIZE
+        cls,
+        url: str,
+        lease_seconds: float = 30.0,
+        timeout: float = 5.0,
+        max_connections: int = POOL_SIZE,
+        max_missed: int = 3,
     ) -> Store:
         """A store on a blocking pool: hundreds of call greenlets share ``max_connections`` connections and
         wait (at most ``timeout``) for a free one. redis-py's default pool instead raises "Too many
@@ -221,7 +372,7 @@ class Store:
             socket_connect_timeout=timeout,
             retry=restart_retry(),
         )
-        return cls(redis.Redis(connection_pool=pool), lease_seconds)
+        return cls(redis.Redis(connection_pool=pool), lease_seconds, max_missed)
 
     # ------------------------------------------------------------------ calls
 
@@ -241,29 +392,27 @@ class Store:
         call_id: str,
         fields: Mapping[str, str],
         note: Mapping[str, str] | None = None,
-        also: Iterable[HashWrite] = (),
+        also: Iterable[Write] = (),
     ) -> None:
         """Write fields of the record and, with ``note``, append an entry to the call's log stream; ``also``:
-        more hash fields to set in the same round trip (e.g. the RQ job's meta, see ``jobs.calls``)."""
+        more writes in the same round trip (the RQ job's meta, see ``jobs.calls``; webhook events)."""
         pipe = self.redis.pipeline(transaction=True)
         if fields:
             pipe.hset(call_key(call_id), mapping=_fields(fields))
         if note:
             pipe.xadd(call_log_key(call_id), dict(note), maxlen=LOG_MAXLEN, approximate=True)
-        for key, name, value in also:
-            pipe.hset(key, name, value)
+        _apply(pipe, also)
         pipe.execute()
 
     def finish(
-        self, call_id: str, fields: Mapping[str, str], note: Mapping[str, str], also: Iterable[HashWrite] = ()
+        self, call_id: str, fields: Mapping[str, str], note: Mapping[str, str], also: Iterable[Write] = ()
     ) -> dict[str, str]:
         """Write the final record and drop the in-flight lease, atomically; returns the whole record."""
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(call_key(call_id), mapping=_fields(fields))
         pipe.xadd(call_log_key(call_id), dict(note), maxlen=LOG_MAXLEN, approximate=True)
         pipe.zrem(INFLIGHT, call_id)
-        for key, name, value in also:
-            pipe.hset(key, name, value)
+        _apply(pipe, also)
         pipe.hgetall(call_key(call_id))
         return _decode(pipe.execute()[-1])
 
@@ -297,14 +446,21 @@ class Store:
     # ------------------------------------------------------------------ agents
 
     def add_agent(self, agent_id: str, group: str, endpoint: str) -> None:
+        """Create an agent (logged out), or change its group and endpoint (its state stays)."""
         # The id goes on the wire (sofia_contact <id>, user/<id>) and the group into key names: refused here,
         # with the field named, rather than stored and skipped by every call that reserves the agent.
         dialstring.USER_ID.check("agent id", agent_id)
         dialstring.USER_ID.check("group", group)
+        before = self.agent(agent_id)
         pipe = self.redis.pipeline(transaction=True)
         pipe.sadd(AGENTS, agent_id)
         pipe.hset(agent_key(agent_id), mapping={"id": agent_id, "group": group, "endpoint": endpoint})
         pipe.hsetnx(agent_key(agent_id), "state", AgentState.OFFLINE.value)
+        if before and before.get("group") != group:
+            score = self.redis.zscore(available_key(before["group"]), agent_id)
+            pipe.zrem(available_key(before["group"]), agent_id)
+            if score is not None:
+                pipe.zadd(available_key(group), {agent_id: score})
         pipe.execute()
 
     def agent(self, agent_id: str) -> dict[str, str]:
@@ -312,66 +468,84 @@ class Store:
 
     def agents(self) -> list[dict[str, str]]:
         ids = sorted(_text(x) for x in self.redis.smembers(AGENTS))
-        return [self.agent(agent_id) for agent_id in ids]
+        pipe = self.redis.pipeline(transaction=False)
+        for agent_id in ids:
+            pipe.hgetall(agent_key(agent_id))
+        return [_decode(raw) for raw in pipe.execute()] if ids else []
+
+    def agent_action(self, agent_id: str, target: AgentState, allowed: Iterable[AgentState], reason: str = "") -> str:
+        """Move an agent to ``target`` if its state is one of ``allowed`` (atomically); returns the new
+        state, or ``pending`` for an agent on a call (it takes effect when the call releases the agent).
+        Raises ``AgentActionRefused``."""
+        args = [target.value, target.value, reason, *(state.value for state in allowed)]
+        try:
+            return _text(self._agent_action(keys=[agent_key(agent_id)], args=args))
+        except redis.ResponseError as exc:
+            message = str(exc)
+            raise AgentActionRefused(message[5:] if message.startswith("FROM ") else None) from exc
 
     def set_agent_ready(self, agent_id: str) -> None:
-        """Make an agent available now (log in / ready). Unknown agents are an error."""
-        info = self.agent(agent_id)
-        if not info:
-            raise KeyError(f"agent {agent_id} is not known; add it first")
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(agent_key(agent_id), mapping={"state": AgentState.AVAILABLE.value, "missed": "0"})
-        pipe.zadd(available_key(info["group"]), {agent_id: time.time()})
-        pipe.execute()
+        """Make an agent available now (log in and ready). Unknown agents are an error (KeyError)."""
+        try:
+            self.agent_action(agent_id, AgentState.AVAILABLE, IDLE_STATES)
+        except AgentActionRefused as exc:
+            if exc.state is None:
+                raise KeyError(f"agent {agent_id} is not known; add it first") from exc
+            raise
 
-    def set_agent_unavailable(self, agent_id: str, state: AgentState) -> None:
-        """Pause or log out: the agent takes no new call (a call in progress keeps it)."""
-        info = self.agent(agent_id)
-        if not info:
-            raise KeyError(f"agent {agent_id} is not known")
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.zrem(available_key(info["group"]), agent_id)
-        pipe.hset(agent_key(agent_id), "state", state.value)
-        pipe.execute()
+    def set_registration(self, agent_id: str, registered: bool, contact: str = "") -> bool:
+        """Record what the switch says of the agent's phone; False for an agent we do not know."""
+        args = ["1" if registered else "0", contact, f"{time.time():.6f}"]
+        return bool(self._registration(keys=[agent_key(agent_id)], args=args))
 
-    def reserve_agent(self, group: str, call_id: str) -> str | None:
+    def reserve_agent(self, group: str, call_id: str, dialing: str = "") -> str | None:
+        """Reserve the longest-idle free agent of ``group`` for ``call_id``; ``dialing``: the campaign's set
+        of calls still needing an agent (``dialer.campaigns.state.dialing_key``), left in the same step."""
         lease_ms = str(int(self.lease_seconds * 1000))
-        agent = self._reserve(keys=[available_key(group)], args=[call_id, lease_ms])
+        keys = [available_key(group), dialing or f"{PREFIX}:none"]
+        agent = self._reserve(keys=keys, args=[call_id, lease_ms])
         return _text(agent) if agent else None
 
-    def agent_on_call(self, agent_id: str, call_id: str) -> None:
-        self._on_call(keys=[agent_lease_key(agent_id), agent_key(agent_id)], args=[call_id, AgentState.ON_CALL.value])
+    def renew_agent(self, agent_id: str, call_id: str) -> bool:
+        """Keep a reservation alive while its call waits (for pacing, a preview decision) before it is claimed."""
+        return bool(self._renew_agent(keys=[agent_lease_key(agent_id)], args=[call_id, int(self.lease_seconds * 1000)]))
+
+    def agent_on_call(self, agent_id: str, call_id: str, state: AgentState = AgentState.ON_CALL) -> bool:
+        return bool(self._on_call(keys=[agent_lease_key(agent_id), agent_key(agent_id)], args=[call_id, state.value]))
 
     def release_agent(
-        self,
-        agent_id: str,
-        call_id: str,
-        *,
-        wrap_up: float = 0.0,
-        missed: bool = False,
-        state: AgentState | None = None,
+        self, agent_id: str, call_id: str, *, wrap_up: float = 0.0, missed: bool = False, unregistered: bool = False
     ) -> bool:
-        """Give the agent back (after wrap-up) if ``call_id`` still holds it."""
-        next_state = state or (AgentState.WRAP_UP if wrap_up > 0 else AgentState.AVAILABLE)
+        """Give the agent back (after wrap-up) if ``call_id`` still holds it: see ``_RELEASE``."""
         keys = [agent_key(agent_id), agent_lease_key(agent_id)]
-        args = [call_id, str(wrap_up), "1" if missed else "0", next_state.value]
+        args = [call_id, str(wrap_up), "1" if missed else "0", str(self.max_missed), "1" if unregistered else "0"]
         return bool(self._release(keys=keys, args=args))
 
+    def offer(self, agent_id: str, call_id: str) -> None:
+        """Show a preview offer to the reserved agent (the API shows the contact behind ``call_id``)."""
+        self.redis.hset(agent_key(agent_id), mapping={"offer": call_id, "offer_decision": ""})
+
+    def decide(self, agent_id: str, decision: str, call_id: str = "") -> str:
+        """The agent's answer (accept/skip) to its preview offer; returns the call id. Raises ``NoOffer``."""
+        try:
+            return _text(self._decide(keys=[agent_key(agent_id)], args=[call_id, decision]))
+        except redis.ResponseError as exc:
+            raise NoOffer(str(exc)) from exc
+
     def free_orphaned_agents(self) -> list[str]:
-        """Agents left reserved/on-call by a dead worker (lease expired) become available again."""
+        """Agents left reserved/ringing/on-call by a dead worker (lease expired) take calls again."""
         # Two pipelined round trips for all agents, not one per agent: every worker's reaper runs this every
         # few seconds, and with thousands of agents the per-agent reads cost a worker more than its calls.
         ids = sorted(_text(x) for x in self.redis.smembers(AGENTS))
         pipe = self.redis.pipeline(transaction=False)
         for agent_id in ids:
             pipe.hget(agent_key(agent_id), "state")
-        held_states = (AgentState.RESERVED.value, AgentState.ON_CALL.value)
+        held_states = {state.value for state in BUSY_STATES}
         held = [a for a, state in zip(ids, pipe.execute(), strict=True) if state and _text(state) in held_states]
         for agent_id in held:
             pipe.exists(agent_lease_key(agent_id))
-        freed = []
-        for agent_id, leased in zip(held, pipe.execute() if held else [], strict=True):
-            if not leased:
-                self.set_agent_ready(agent_id)
-                freed.append(agent_id)
-        return freed
+        return [
+            agent_id
+            for agent_id, leased in zip(held, pipe.execute() if held else [], strict=True)
+            if not leased and self.release_agent(agent_id, "")
+        ]

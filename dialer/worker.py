@@ -45,7 +45,7 @@ import math
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import TracebackType
@@ -203,6 +203,9 @@ class GeventWorker(Worker):
         self._stop_monotonic = 0.0
         self._signal_watchers: list[tuple[int, Any, Any]] = []
         self._hub: Any = None
+        #: Whether a new job could run now (``dialer worker``: while a switch is connected); a call job taken
+        #: while none is would fail without dialling and use up one of its contact's attempts.
+        self.can_take_jobs: Callable[[], bool] = lambda: True
 
     @property
     def stopping(self) -> bool:
@@ -296,9 +299,17 @@ class GeventWorker(Worker):
         return started
 
     def _wait_for_free_slot(self) -> bool:
-        """Block until a job slot is free; False if a stop was requested meanwhile."""
+        """Block until a job slot is free and ``can_take_jobs()``; False if a stop was requested meanwhile."""
+        told = False
         while not self._stop.is_set():
-            if self._slots.wait_available(timeout=self.dequeue_poll_seconds):
+            if not self.can_take_jobs():
+                if not told:
+                    log.warning("not taking jobs: no FreeSWITCH node is connected", extra={"worker": self.name})
+                    told = True
+                self._stop.wait(self.dequeue_poll_seconds)
+            elif self._slots.wait_available(timeout=self.dequeue_poll_seconds):
+                if told:
+                    log.info("taking jobs again", extra={"worker": self.name})
                 return True
         return False
 

@@ -23,28 +23,6 @@ if TYPE_CHECKING:
 RQ_POOL_SIZE = 64
 RQ_HEARTBEAT_SECONDS = 30  # RQ's default job monitoring interval
 
-# Attributes every LogRecord has; anything else on a record came from ``extra=``.
-_RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
-
-
-class _KeyValueFormatter(logging.Formatter):
-    """The usual line, then the record's ``extra=`` fields as ``key=value``."""
-
-    def formatMessage(self, record: logging.LogRecord) -> str:
-        line = super().formatMessage(record)
-        fields = {key: value for key, value in record.__dict__.items() if key not in _RECORD_FIELDS}
-        if not fields:
-            return line
-        return line + " " + " ".join(f"{key}={value!r}" for key, value in fields.items())
-
-
-def _configure_logging() -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_KeyValueFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-
 
 def _parser(settings: Settings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dialer worker", description="Run call jobs from RQ queues as greenlets.")
@@ -61,6 +39,12 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
         help="seconds running jobs get to finish after SIGTERM before they are handed back (%(default)s)",
     )
     parser.add_argument("--name", default=None, help="worker name shown in RQ (default: random)")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=settings.worker_metrics_port,
+        help="serve Prometheus /metrics on this port (0: off; each worker on a host needs its own) (%(default)s)",
+    )
     return parser
 
 
@@ -71,6 +55,7 @@ def main(argv: list[str]) -> int:
     # Only now is it safe to import redis, rq and the modules that use them.
     import redis
 
+    from dialer import logs, metrics
     from dialer.runtime import Runtime
     from dialer.store import restart_retry
     from dialer.worker import GeventWorker
@@ -79,10 +64,13 @@ def main(argv: list[str]) -> int:
     settings = get_settings()
     args = _parser(settings).parse_args(argv)
     queues = [name.strip() for name in args.queues.split(",") if name.strip()]
-    if not queues or args.concurrency < 1 or args.drain_timeout < 0:
-        print("dialer worker: need at least one queue, --concurrency >= 1, --drain-timeout >= 0", file=sys.stderr)
+    if not queues or args.concurrency < 1 or args.drain_timeout < 0 or not 0 <= args.metrics_port <= 65535:
+        print(
+            "dialer worker: need at least one queue, --concurrency >= 1, --drain-timeout >= 0, --metrics-port 0-65535",
+            file=sys.stderr,
+        )
         return 2
-    _configure_logging()
+    logs.configure(settings.log_format, settings.log_level)
     log = logging.getLogger("dialer.worker")
     # A blocking pool: hundreds of job greenlets share a few dozen connections and wait for a free one.
     # redis-py's default pool raises "Too many connections" once 100 commands are in flight at once,
@@ -91,7 +79,7 @@ def main(argv: list[str]) -> int:
         args.redis_url, max_connections=RQ_POOL_SIZE, timeout=30, retry=restart_retry()
     )
     connection = redis.Redis(connection_pool=pool)
-    runtime = None
+    runtime = metrics_server = None
     # A dead worker's jobs count as abandoned once their heartbeat is ``heartbeat + grace`` old; RQ's cleanup
     # (any worker's maintenance) then runs them again. With RQ's default maintenance every 10 minutes, a job
     # killed while it waited for pacing (never claimed, nobody dialled) would keep its contact waiting that
@@ -111,14 +99,23 @@ def main(argv: list[str]) -> int:
         # Connect to FreeSWITCH before taking the first call; the runtime's id is the worker's name,
         # so a call record's owner is the worker shown in rq-dashboard.
         runtime = Runtime.start_current(settings, worker_id=worker.name)
-        worker.work(burst=args.burst, logging_level="INFO")
+        worker.can_take_jobs = runtime.connected
+        if args.metrics_port:
+            metrics_server = metrics.serve_worker(runtime, settings.metrics_host, args.metrics_port)
+            log.info("metrics listening", extra={"host": settings.metrics_host, "port": args.metrics_port})
+        worker.work(burst=args.burst, logging_level=settings.log_level)
     except redis.RedisError as exc:  # the URL may hold a password: not logged
         log.error("redis unavailable", extra={"error": str(exc)})
         return 1
     except ValueError as exc:  # RQ refuses a name an active worker already has
         log.error("worker not started", extra={"error": str(exc)})
         return 1
+    except OSError as exc:  # the metrics port is taken
+        log.error("worker not started: metrics port unavailable", extra={"port": args.metrics_port, "error": str(exc)})
+        return 1
     finally:
+        if metrics_server is not None:
+            metrics_server.stop(timeout=1)
         if runtime is not None:
             runtime.stop()
     return worker.exit_code

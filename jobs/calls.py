@@ -9,7 +9,7 @@ from rq import get_current_job
 
 from dialer.campaigns import outcomes as campaign
 from dialer.payload import CallPayload
-from dialer.runtime import Runtime
+from dialer.runtime import NotDialled, Runtime
 from dialer.store import HashWrite
 
 RESULT_FIELDS = (
@@ -48,9 +48,20 @@ def dial(payload: dict[str, Any]) -> dict[str, str]:
         job.save_meta()  # type: ignore[no-untyped-call]
         return None
 
+    def skipped(reason: str) -> dict[str, str]:
+        if job is not None:
+            job.meta.update({"state": "not-dialled"})
+            job.save_meta()  # type: ignore[no-untyped-call]
+        return dict.fromkeys(RESULT_FIELDS, "") | {"call_id": spec.call_id, "reason": reason}
+
     if job is not None and not campaign.may_dial(job.connection, spec):  # its campaign is paused or canceled
-        return dict.fromkeys(RESULT_FIELDS, "") | {"call_id": spec.call_id, "reason": "campaign not running"}
-    record = runtime.place(spec, on_progress=progress)
+        return skipped("campaign not running")
+    try:
+        record = runtime.place(spec, on_progress=progress)
+    except NotDialled as exc:  # nothing claimed, nobody rang: the contact is tried again later
+        if job is not None:
+            campaign.not_dialled(job.connection, spec, exc.retry_after)
+        return skipped(f"not dialled: {exc.reason}")
     if job is not None:
         campaign.call_finished(job.connection, spec, record)  # retry or final outcome for the contact
     result = {name: record.get(name, "") for name in RESULT_FIELDS}

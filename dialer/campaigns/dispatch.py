@@ -2,6 +2,8 @@
 
 One pass over every live campaign (``run_once``):
 
+    how many calls, in which mode    from the dial mode, free agents and calls still needing one
+                                     (``dialer.campaigns.predictive``)
     pop due contacts atomically      only while the campaign runs, only while fewer than its outstanding
                                      limit are queued or in progress (so pause and cancel act within
                                      that many calls, and the RQ queue never holds a whole campaign)
@@ -27,9 +29,10 @@ import redis
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from dialer.callmodel import leg_uuid
+from dialer.callmodel import DialMode, leg_uuid
 from dialer.campaigns.models import CampaignConfig, CampaignState, ContactState
 from dialer.campaigns.outcomes import load_config, settle_call
+from dialer.campaigns.predictive import CallResults, Plan, plan
 from dialer.campaigns.state import CampaignRedis
 from dialer.enqueue import enqueue_call
 from dialer.store import call_key
@@ -38,6 +41,7 @@ log = logging.getLogger(__name__)
 
 _JOB_GONE = (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED)
 MAX_UNDIALLED_ATTEMPTS = 3  # attempts whose job ended before dialling, before the contact is final "failed"
+DIALING_GRACE = 300.0  # s: past ring time and preview time, a call still "needing an agent" was lost
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,9 @@ class DispatchLimits:
     stale_seconds: float = 30.0  # a queued call older than this is checked by the sweep
 
 
-def call_payload(config: CampaignConfig, contact_id: str, number: str, attempt: int) -> dict[str, Any]:
+def call_payload(
+    config: CampaignConfig, contact_id: str, number: str, attempt: int, mode: DialMode | None = None
+) -> dict[str, Any]:
     """The call job for one attempt: only validated campaign fields; never metadata or the webhook secret."""
     return {
         "campaign": config.id,
@@ -62,6 +68,9 @@ def call_payload(config: CampaignConfig, contact_id: str, number: str, attempt: 
         "ring_timeout": config.ring_timeout,
         "campaign_cps": config.cps,
         "campaign_max_concurrent": config.max_concurrent,
+        "dial_mode": (mode or config.dial_mode).value,
+        "preview_timeout": config.preview_timeout,
+        "webhooks": config.webhook_url is not None,
     }
 
 
@@ -94,7 +103,10 @@ class Dispatcher:
         if self.state.campaign_field(campaign, "state") == CampaignState.CANCELED:
             self._forget_when_settled(campaign)
             return 0
-        due = self.state.pop_due(campaign, self.outstanding_limit(config), self.limits.batch)
+        room = self.agent_room(config)
+        if room.calls <= 0:
+            return 0
+        due = self.state.pop_due(campaign, self.outstanding_limit(config), min(self.limits.batch, room.calls))
         if not due:
             return 0
         now = self.state.time()
@@ -113,15 +125,24 @@ class Dispatcher:
                 else:
                     self.state.reschedule(campaign, contact_id, opening, ContactState.OUTSIDE_HOURS)
             else:
-                enqueued += self._enqueue(config, contact_id, number, int(contact["attempt"] or 0) + 1)
+                enqueued += self._enqueue(config, contact_id, number, int(contact["attempt"] or 0) + 1, room.mode)
         return enqueued
 
-    def _enqueue(self, config: CampaignConfig, contact_id: str, number: str, attempt: int) -> int:
+    def agent_room(self, config: CampaignConfig) -> Plan:
+        """How many calls the campaign's agents can take now, and in which mode (see ``predictive``)."""
+        horizon = config.ring_timeout + config.preview_timeout + DIALING_GRACE
+        free, dialing = self.state.agent_demand(config.id, config.agent_group, horizon)
+        calls = self.state.call_counts(config.id)
+        human = calls.get("completed", 0) + calls.get("abandoned", 0)
+        results = CallResults(sum(calls.values()), human, calls.get("abandoned", 0))
+        return plan(config.dial_mode, free, dialing, results, config.max_abandon_rate, config.max_dial_ratio)
+
+    def _enqueue(self, config: CampaignConfig, contact_id: str, number: str, attempt: int, mode: DialMode) -> int:
         call_id = f"{config.id}:{contact_id}:{attempt}"
         # Marked first: the job's gate recognises the attempt as this contact's current call.
         self.state.dispatched(config.id, contact_id, attempt, call_id)
         try:
-            enqueue_call(self.redis, call_payload(config, contact_id, number, attempt))
+            enqueue_call(self.redis, call_payload(config, contact_id, number, attempt, mode))
         except ValueError as exc:  # pydantic's ValidationError: cannot happen for a stored campaign, but final
             log.error("call job refused", extra={"call_id": call_id, "error": str(exc)})
             self.state.settle(config.id, contact_id, attempt, "failed", counted=False, retry=None)

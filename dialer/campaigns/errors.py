@@ -3,21 +3,20 @@
     CampaignError                 anything the campaign API refuses
     ├── CampaignNotFound          no campaign with that id (HTTP 404)
     ├── CampaignExists            create with an id already taken (HTTP 409)
+    ├── InvalidCampaign           a configuration valid field by field but not as a whole (HTTP 422)
     └── InvalidTransition         start/pause/resume/cancel/add not allowed in the current state (HTTP 409)
 
-Each carries ``field``: the request field it is about, so the HTTP layer can name it.
+Each carries ``field``: the request field it is about, so the HTTP layer can name it (``dialer.errors``).
 """
 
 from __future__ import annotations
 
+from dialer.errors import RequestRefused
 
-class CampaignError(Exception):
-    status = 400
+
+class CampaignError(RequestRefused):
     kind = "campaign_error"
-
-    def __init__(self, message: str, field: str = "campaign_id") -> None:
-        super().__init__(message)
-        self.field = field
+    default_field = "campaign_id"
 
 
 class CampaignNotFound(CampaignError):
@@ -30,9 +29,12 @@ class CampaignExists(CampaignError):
     kind = "already_exists"
 
 
+class InvalidCampaign(CampaignError):
+    status = 422
+    kind = "value_error"
+
+
 class InvalidTransition(CampaignError):
     status = 409
     kind = "invalid_transition"
-
-    def __init__(self, message: str, field: str = "state") -> None:
-        super().__init__(message, field)
+    default_field = "state"

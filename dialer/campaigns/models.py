@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from dialer.callmodel import DialMode
 from dialer.campaigns.policy import CallingWindow, RetryPolicy, RetryRule
 from dialer.esl import dialstring
 from dialer.payload import IDENTIFIER
@@ -97,7 +98,15 @@ class CampaignConfig(BaseModel):
     gateway: Gateway
     fallback_gateways: list[Gateway] = Field(default_factory=list, max_length=5)
     agent_group: str = Field("default", pattern=IDENTIFIER)
-    dial_mode: str = Field("progressive", pattern=r"^(preview|progressive|predictive)$")
+    dial_mode: DialMode = Field(
+        DialMode.PROGRESSIVE,
+        description="preview: an agent is reserved and accepts each contact first; progressive: an agent is "
+        "reserved before each call (nobody is abandoned); predictive: dials ahead of free agents at a ratio "
+        "learnt from the answer rate, under max_abandon_rate (falls back to progressive near it)",
+    )
+    max_abandon_rate: float = Field(0.03, ge=0, le=0.5, description="predictive: abandoned / answered by a person")
+    max_dial_ratio: float = Field(3.0, ge=1, le=10, description="predictive: most calls per free agent")
+    preview_timeout: float = Field(30.0, ge=5, le=600, description="preview: seconds the agent has to accept")
     cps: float | None = Field(None, gt=0, le=1000, description="calls per second for this campaign")
     max_concurrent: int | None = Field(None, ge=1, le=100_000)
     ring_timeout: int = Field(30, ge=5, le=300)

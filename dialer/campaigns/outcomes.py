@@ -1,7 +1,8 @@
 """Where a call job meets its campaign: the gate before dialling and the settlement after the call.
 
 ``jobs.calls.dial`` calls ``may_dial`` before placing an attempt and ``call_finished`` with the final
-record. Calls not made for a campaign contact (``dialer call``, tests) pass both untouched.
+record (``not_dialled`` when the attempt found no agent or was skipped in preview). Calls not made for a
+campaign contact (``dialer call``, tests) pass them all untouched.
 """
 
 from __future__ import annotations
@@ -58,6 +59,15 @@ def may_dial(client: redis.Redis[bytes], spec: CallSpec) -> bool:
         state.settle(spec.campaign, spec.contact_id, spec.attempt, "canceled", counted=False, retry=None)
         return False
     return True
+
+
+def not_dialled(client: redis.Redis[bytes], spec: CallSpec, retry_after: float) -> None:
+    """The attempt was not dialled (no agent, skipped in preview): its contact is due again after
+    ``retry_after`` seconds; the attempt is not counted as a call."""
+    state = CampaignRedis(client)
+    if _is_campaign_call(state, spec):
+        due = state.time() + retry_after
+        state.reschedule(spec.campaign, spec.contact_id, due, ContactState.PENDING, expected_call_id=spec.call_id)
 
 
 def call_finished(client: redis.Redis[bytes], spec: CallSpec, record: Mapping[str, str]) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 
-from dialer.campaigns.errors import CampaignExists, CampaignNotFound, InvalidTransition
+from dialer.campaigns.errors import CampaignExists, CampaignNotFound, InvalidCampaign, InvalidTransition
 from dialer.campaigns.intake import InvalidNumber, e164, read_rows
 from dialer.campaigns.models import (
     CampaignConfig,
@@ -59,6 +59,8 @@ class Campaigns:
         """Store a new campaign (state draft); CampaignExists if the id is taken. ``owner``: the API tenant
         whose campaign it is (see ``dialer.http_api``); ids are unique across tenants."""
         campaign = config if isinstance(config, CampaignConfig) else CampaignConfig.model_validate(dict(config))
+        if campaign.webhook_url is not None and campaign.webhook_secret is None:  # stored configs have no secret
+            raise InvalidCampaign("required with webhook_url: every webhook is signed with it", field="webhook_secret")
         stored = campaign.model_dump_json(exclude={"webhook_secret", "metadata"})
         fields = {
             "config": stored,
@@ -67,6 +69,8 @@ class Campaigns:
         }
         if campaign.webhook_secret is not None:
             fields["webhook_secret"] = campaign.webhook_secret.get_secret_value()
+        if campaign.webhook_url is not None:
+            fields["webhooks"] = "1"
         if owner is not None:
             fields["owner"] = owner
         if not self.state.create(campaign.id, fields, time.time()):

@@ -4,6 +4,7 @@
     dialer:campaigns:live                    set     campaigns the scheduler looks after (running, paused,
                                                      canceled until its last queued call settled)
     dialer:campaign:<id>                     hash    config (JSON, no secret, no metadata), webhook_secret,
+                                                     webhooks ('1': events go to ``dialer:webhooks``),
                                                      metadata (JSON), state, <state>_at timestamps
     dialer:campaign:<id>:stats               hash    contacts, dispatched, state:<contact state>,
                                                      outcome:<final outcome> (contacts), call:<outcome> (calls)
@@ -12,6 +13,9 @@
     dialer:campaign:<id>:active              zset    contact id -> when dispatched or last checked: a call
                                                      job is queued or its call is in progress
     dialer:campaign:<id>:dispatches          zset    call id -> when handed to the workers (last 60 s: CPS)
+    dialer:campaign:<id>:dialing             zset    call id -> when dispatched: calls that still need an agent
+                                                     (queued, ringing, answered and waiting); left when an agent
+                                                     is reserved for the call or the call ends (dial modes)
     dialer:campaign:<id>:contact:<contact>   hash    contact_id, number (E.164), zones, metadata (JSON), state,
                                                      attempt (last attempt number issued), call_id, calls,
                                                      tries:<outcome>, settled (last attempt settled),
@@ -63,6 +67,10 @@ def contact_key(campaign: str, contact_id: str) -> str:
     return f"{campaign_key(campaign)}:contact:{contact_id}"
 
 
+def dialing_key(campaign: str) -> str:
+    return f"{campaign_key(campaign)}:dialing"
+
+
 def dnc_key(name: str) -> str:
     return f"{PREFIX}:dnc:{name}"
 
@@ -71,10 +79,20 @@ def dnc_key(name: str) -> str:
 _LIB = """
 local id = ARGV[1]
 local C = 'dialer:campaign:' .. id
-local STATS, DUE, ACTIVE = C .. ':stats', C .. ':due', C .. ':active'
+local STATS, DUE, ACTIVE, DIALING = C .. ':stats', C .. ':due', C .. ':active', C .. ':dialing'
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local function contact(cid) return C .. ':contact:' .. cid end
+-- A webhook event (dialer.notify): its id is derived from what it reports, as notify.event_id does.
+local function webhook(kind, subject, fields)
+  if redis.call('HGET', C, 'webhooks') ~= '1' then return end
+  local h = redis.sha1hex(subject .. '/' .. kind)
+  fields.id = string.sub(h, 1, 8) .. '-' .. string.sub(h, 9, 12) .. '-5' .. string.sub(h, 14, 16) .. '-8'
+    .. string.sub(h, 18, 20) .. '-' .. string.sub(h, 21, 32)
+  fields.type, fields.campaign, fields.sequence = kind, id, 1
+  fields.occurred_at = tonumber(string.format('%.3f', now))
+  redis.call('XADD', 'dialer:webhooks', 'MAXLEN', '~', 1000000, '*', 'campaign', id, 'body', cjson.encode(fields))
+end
 local function move(key, new)
   local old = redis.call('HGET', key, 'state')
   if old == new then return end
@@ -86,6 +104,9 @@ local function finish(key, outcome)
   move(key, 'done')
   redis.call('HSET', key, 'outcome', outcome)
   redis.call('HINCRBY', STATS, 'outcome:' .. outcome, 1)
+  local cid, call_id, attempt, calls = unpack(redis.call('HMGET', key, 'contact_id', 'call_id', 'attempt', 'calls'))
+  webhook('contact.final', id .. ':' .. cid, {contact_id = cid, call_id = call_id or '',
+    attempt = tonumber(attempt or '0'), data = {outcome = outcome, calls = tonumber(calls or '0')}})
 end
 local function maybe_complete()
   local state = redis.call('HGET', C, 'state')
@@ -93,8 +114,14 @@ local function maybe_complete()
   local total = tonumber(redis.call('HGET', STATS, 'contacts') or '0')
   local done = tonumber(redis.call('HGET', STATS, 'state:done') or '0')
   if total > 0 and done >= total then
-    redis.call('HSET', C, 'state', 'completed', 'completed_at', string.format('%.6f', now))
+    local completed_at = string.format('%.6f', now)
+    redis.call('HSET', C, 'state', 'completed', 'completed_at', completed_at)
     redis.call('SREM', 'dialer:campaigns:live', id)
+    local outcomes, stats = {}, redis.call('HGETALL', STATS)
+    for i = 1, #stats, 2 do
+      if string.sub(stats[i], 1, 8) == 'outcome:' then outcomes[string.sub(stats[i], 9)] = tonumber(stats[i + 1]) end
+    end
+    webhook('campaign.completed', id .. '/' .. completed_at, {data = {contacts = total, outcomes = outcomes}})
   end
 end
 """
@@ -168,6 +195,18 @@ return out
 """
 )
 
+# ARGV: id, agent group, horizon (s). The campaign's demand for agents: {free agents of the group (ready,
+# registered, out of wrap-up), calls still needing one}; dialing entries older than the horizon (a job
+# lost with its worker) are dropped.
+_AGENT_DEMAND = (
+    _LIB
+    + """
+redis.call('ZREMRANGEBYSCORE', DIALING, '-inf', now - tonumber(ARGV[3]))
+local free = redis.call('ZCOUNT', 'dialer:agents:' .. ARGV[2] .. ':available', '-inf', now)
+return {free, redis.call('ZCARD', DIALING)}
+"""
+)
+
 # ARGV: id, contact_id, attempt, call_id. The contact's call job is being enqueued.
 _DISPATCHED = (
     _LIB
@@ -179,6 +218,7 @@ redis.call('HINCRBY', STATS, 'dispatched', 1)
 local D = C .. ':dispatches'
 redis.call('ZADD', D, now, ARGV[4])
 redis.call('ZREMRANGEBYSCORE', D, '-inf', now - 60)
+redis.call('ZADD', DIALING, now, ARGV[4])
 return 1
 """
 )
@@ -192,6 +232,7 @@ local key = contact(ARGV[2])
 if ARGV[5] ~= '' and (redis.call('HGET', key, 'call_id') ~= ARGV[5] or redis.call('HGET', key, 'state') ~= 'queued')
 then return 0 end
 if redis.call('HGET', key, 'state') == 'done' then return 0 end
+redis.call('ZREM', DIALING, redis.call('HGET', key, 'call_id') or '')
 local due = now
 if ARGV[3] ~= '' then due = tonumber(ARGV[3]) end
 redis.call('ZREM', ACTIVE, ARGV[2])
@@ -216,6 +257,7 @@ if ARGV[3] ~= '' then
   redis.call('HSET', key, 'settled', ARGV[3])
 end
 local outcome = ARGV[4]
+redis.call('ZREM', DIALING, redis.call('HGET', key, 'call_id') or '')
 redis.call('ZREM', ACTIVE, ARGV[2])
 redis.call('ZREM', DUE, ARGV[2])
 redis.call('HSET', key, 'last_outcome', outcome)
@@ -284,6 +326,7 @@ class CampaignRedis:
         self._reschedule = client.register_script(_RESCHEDULE)
         self._settle = client.register_script(_SETTLE)
         self._cancel_pending = client.register_script(_CANCEL_PENDING)
+        self._agent_demand = client.register_script(_AGENT_DEMAND)
 
     # ------------------------------------------------------------------ campaigns
 
@@ -343,6 +386,11 @@ class CampaignRedis:
         names = ("contact_id", "number", "zones", "attempt", "state")
         return [dict(zip(names, flat[i : i + 5], strict=True)) for i in range(0, len(flat), 5)]
 
+    def agent_demand(self, campaign: str, group: str, horizon: float) -> tuple[int, int]:
+        """(free agents of ``group``, calls of the campaign still needing an agent)."""
+        free, dialing = self._agent_demand(args=[campaign, group, horizon])
+        return int(free), int(dialing)
+
     def dispatched(self, campaign: str, contact_id: str, attempt: int, call_id: str) -> None:
         self._dispatched(args=[campaign, contact_id, attempt, call_id])
 
@@ -384,6 +432,11 @@ class CampaignRedis:
         pipe.zcount(dispatches_key(campaign), now - CPS_WINDOW, "+inf")
         stats, active, due, recent = pipe.execute()
         return decode(stats), int(active), int(due), int(recent)
+
+    def call_counts(self, campaign: str) -> dict[str, int]:
+        """Finished calls of the campaign by outcome."""
+        stats = decode(self.redis.hgetall(stats_key(campaign)))
+        return {name[5:]: int(value) for name, value in stats.items() if name.startswith("call:")}
 
     # ------------------------------------------------------------------ do-not-call
 

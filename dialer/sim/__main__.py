@@ -1,4 +1,7 @@
-"""``dialer sim``: run the FreeSWITCH simulator until SIGTERM or SIGINT."""
+"""``dialer sim``: run the FreeSWITCH simulator until SIGTERM or SIGINT.
+
+Its address and password default to ``DIALER_SIM_HOST``, ``DIALER_SIM_PORT`` and ``DIALER_SIM_PASSWORD``.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +14,19 @@ import gevent
 import gevent.event
 from pydantic import ValidationError
 
+from dialer import logs
+from settings import get_settings
+
 from .scenarios import Scenario
 from .server import Simulator
 
 
 def main(argv: list[str] | None = None) -> int:
+    settings = get_settings()
     parser = argparse.ArgumentParser(prog="dialer sim", description="a FreeSWITCH look-alike on mod_event_socket")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8021, help="0 picks a free port (printed)")
-    parser.add_argument("--password", default="ClueCon")
+    parser.add_argument("--host", default=settings.sim_host)
+    parser.add_argument("--port", type=int, default=settings.sim_port, help="0 picks a free port (printed)")
+    parser.add_argument("--password", default=settings.sim_password.get_secret_value())
     parser.add_argument("--scenario", help="JSON scenario file (callee rules, agents, gateways, limits)")
     parser.add_argument("--heartbeat", type=float, default=20.0, help="seconds between HEARTBEAT events")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
@@ -28,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, ValidationError) as exc:
         print(f"dialer sim: cannot load scenario {args.scenario}: {exc}", file=sys.stderr)
         return 2
+    logs.configure(settings.log_format, settings.log_level)
     simulator = Simulator(args.host, args.port, args.password, scenario, heartbeat_seconds=args.heartbeat)
     try:
         simulator.start()

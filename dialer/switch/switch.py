@@ -14,13 +14,14 @@ A worker process holds one ``Switch`` per node. Calls talk to the switch only th
 
 from __future__ import annotations
 
+import bisect
 import logging
 import random
 import time
 import uuid as uuidlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from typing import ClassVar, TypeAlias
 
 import gevent
 import gevent.event
@@ -47,13 +48,27 @@ GAP = Gap()
 CallQueue: TypeAlias = Queue  # holds Event | Gap
 
 
+#: Upper bounds (seconds) of the command latency histogram: an api/bgapi reply takes ~0.1-10 ms on a healthy
+#: switch; anything past 100 ms means a loaded switch or network, 5 s is the default command timeout.
+COMMAND_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
 @dataclass
 class SwitchStats:
+    """Counters of one node's link, read by ``dialer.metrics`` at scrape time."""
+
+    command_bounds: ClassVar[tuple[float, ...]] = COMMAND_BUCKETS
     events: int = 0
     unclaimed: int = 0
     reconnects: int = 0
     connected_since: float | None = None
-    command_seconds: list[float] = field(default_factory=list)  # recent command latencies, for metrics
+    # every command's latency, cumulatively: count per COMMAND_BUCKETS bound (one more for +Inf), and the sum
+    command_buckets: list[int] = field(default_factory=lambda: [0] * (len(COMMAND_BUCKETS) + 1))
+    command_total_seconds: float = 0.0
+
+    def observe_command(self, seconds: float) -> None:
+        self.command_buckets[bisect.bisect_left(COMMAND_BUCKETS, seconds)] += 1
+        self.command_total_seconds += seconds
 
 
 class BackgroundJob:
@@ -248,10 +263,7 @@ class Switch:
         return job
 
     def _record_latency(self, started: float) -> None:
-        latencies = self.stats.command_seconds
-        latencies.append(time.perf_counter() - started)
-        if len(latencies) > 1024:
-            del latencies[:512]
+        self.stats.observe_command(time.perf_counter() - started)
 
     # ------------------------------------------------------------------ events
 

@@ -125,7 +125,7 @@ def test_paused_and_offline_agents_are_never_reserved(redis_client: redis.Redis)
     store.add_agent("a1", "g", "user/a1")
     store.add_agent("a2", "g", "user/a2")
     store.set_agent_ready("a1")
-    store.set_agent_unavailable("a1", AgentState.PAUSED)
+    store.agent_action("a1", AgentState.PAUSED, [AgentState.AVAILABLE], "lunch")
     assert store.reserve_agent("g", "call1") is None
 
 

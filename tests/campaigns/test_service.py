@@ -18,12 +18,15 @@ from dialer.campaigns.outcomes import call_finished, may_dial, settle_call
 from dialer.campaigns.state import CampaignRedis
 from dialer.enqueue import CALL_QUEUE
 from dialer.payload import CallPayload
+from dialer.store import Store
+from tests.e2e.conftest import ready_agents
 
 from .helpers import campaign_config, queued_payloads
 
 
 @pytest.fixture
 def campaigns(redis_client: redis.Redis) -> Campaigns:
+    ready_agents(Store(redis_client), *(f"a{n}" for n in range(20)))  # the progressive default dials for free agents
     return Campaigns(redis_client, region="US", default_zone="UTC")
 
 
@@ -111,6 +114,9 @@ def test_dispatch_enqueues_calls_with_the_campaigns_fields_and_nothing_else(
         "campaign_cps": 20.0,
         "campaign_max_concurrent": 10,
         "variables": {},
+        "dial_mode": "progressive",
+        "preview_timeout": 30.0,
+        "webhooks": True,
     }
     job = Queue(CALL_QUEUE, connection=redis_client, serializer=JSONSerializer).get_jobs()[0]
     assert "secret" not in json.dumps(job.meta)

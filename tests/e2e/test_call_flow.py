@@ -19,6 +19,7 @@ from dialer.esl.errors import ConnectionLost
 from dialer.runtime import Runtime
 from dialer.store import AgentState
 from settings import FreeSwitchNode
+from tests.worker.polling import wait_until
 
 from .conftest import Sim, call_fields, ready_agents, run_all, settings_for, start_sim
 
@@ -116,7 +117,25 @@ def test_unregistered_agent_is_never_dialled(sim: Sim, make_runtime: Any) -> Non
     record = runtime.place(spec("c-unreg"))
     assert record["outcome"] == "abandoned"
     assert not [o for o in sim.originates() if o["endpoint"].startswith("user/")]
-    assert runtime.store.agent("1004")["state"] == AgentState.OFFLINE.value
+    # still logged in and ready, but out of the available set until its phone registers
+    assert runtime.store.agent("1004")["state"] == AgentState.AVAILABLE.value
+    assert runtime.store.agent("1004")["registered"] == "0"
+    assert runtime.store.reserve_agent("default", "probe") is None
+
+
+def test_registration_events_take_an_agent_out_and_bring_it_back(sim: Sim, make_runtime: Any) -> None:
+    sim.scenario(agents=[{"id": "1001", "answer_ms": 50, "talk_ms": 100}])
+    runtime = make_runtime(agent_wait_seconds=0.5)
+    ready_agents(runtime.store, "1001")
+    assert sim.api("sim unregister 1001").startswith("+OK")
+    wait_until(lambda: runtime.store.agent("1001").get("registered") == "0", 5, gevent.sleep)
+    assert runtime.place(spec("c-away"))["outcome"] == "abandoned"  # never offered while unregistered
+    assert not [o for o in sim.originates() if o["endpoint"].startswith("user/")]
+    assert sim.api("sim register 1001").startswith("+OK")
+    wait_until(lambda: runtime.store.agent("1001").get("registered") == "1", 5, gevent.sleep)
+    record = runtime.place(spec("c-back"))
+    assert record["outcome"] == "completed"
+    assert record["agent"] == "1001"
 
 
 def test_customer_hanging_up_while_the_agent_rings_releases_the_agent(sim: Sim, make_runtime: Any) -> None:

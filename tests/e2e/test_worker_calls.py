@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from collections.abc import Callable
@@ -15,10 +16,11 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 from dialer.enqueue import CALL_QUEUE, enqueue_call
+from dialer.localredis import free_port
 from dialer.store import Store
 from tests.worker.polling import wait_until
 
-from .conftest import DialerProcess, Sim, StartProcess, call_fields, ready_agents
+from .conftest import DialerProcess, Sim, StartProcess, call_fields, ready_agents, start_sim
 
 pytestmark = pytest.mark.slow
 
@@ -150,3 +152,26 @@ def test_a_second_sigterm_hangs_up_and_exits(
     assert record["outcome"] == "completed"
     assert sim.api(f"uuid_exists {record['uuid']}") == "false"
     assert store.agent("5101")["state"] in ("available", "wrap-up")
+
+
+def test_a_worker_takes_no_call_while_no_switch_is_connected(
+    workers: Callable[..., DialerProcess], redis_client: redis.Redis
+) -> None:
+    port = free_port()  # nothing listens here yet: the worker cannot connect
+    ready_agents(Store(redis_client), "3101")
+    job = enqueue_call(redis_client, payload("nosw"))
+    worker = workers("w-nosw", DIALER_FREESWITCH=json.dumps([{"name": "late", "host": "127.0.0.1", "port": port}]))
+    wait_until(lambda: "not taking jobs" in worker.stderr_text(), 20, what="the worker saying it waits")
+    time.sleep(1.0)
+    assert job.get_status(refresh=True) == JobStatus.QUEUED  # not taken, so not failed without a dial
+    late_port, late_sim = start_sim(["--port", str(port)])
+    try:
+        assert late_port == port
+        wait_until(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, 30, what="the call once connected")
+        result = job.return_value()
+        assert result is not None
+        assert result["outcome"] != "failed"
+    finally:
+        late_sim.terminate()
+        late_sim.wait(timeout=10)
+    assert "taking jobs again" in worker.stderr_text()

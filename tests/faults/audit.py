@@ -20,9 +20,9 @@ from rq.serializers import JSONSerializer
 
 from dialer.callmodel import leg_uuid
 from dialer.enqueue import CALL_QUEUE
-from dialer.store import AgentState, Store, call_key
+from dialer.store import BUSY_STATES, Store, call_key
 
-HELD_AGENT_STATES = (AgentState.RESERVED.value, AgentState.ON_CALL.value)
+HELD_AGENT_STATES = tuple(state.value for state in BUSY_STATES)
 
 
 @dataclass

@@ -89,7 +89,7 @@ class AgentStore:
     def __init__(self, agent: str) -> None:
         self.agents = [agent]
 
-    def reserve_agent(self, group: str, call_id: str) -> str | None:
+    def reserve_agent(self, group: str, call_id: str, dialing: str = "") -> str | None:
         return self.agents.pop() if self.agents else None
 
     def release_agent(self, *args: Any, **kwargs: Any) -> bool:

@@ -6,6 +6,7 @@ the command the dialer sends holds exactly the variables it means to, one applic
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from typing import Any
 
@@ -19,14 +20,18 @@ from dialer.campaigns import Campaigns
 from dialer.campaigns.dispatch import Dispatcher
 from dialer.esl import UnsafeValueError
 from dialer.payload import CallPayload
+from dialer.runtime import Runtime
 from dialer.store import Store
+from settings import Settings
 from tests.campaigns.helpers import campaign_config, queued_payloads
+from tests.e2e.conftest import ready_agents
 
 from .hostile import (
     AGENT_ORIGINATE,
     ATTACKS,
     CUSTOMER_ORIGINATE,
     DIALER_VARIABLES,
+    Recorder,
     agent_commands,
     customer_originate,
     variables_of,
@@ -149,6 +154,7 @@ def test_campaign_and_contact_metadata_never_reach_a_call(
     result = campaigns.add_contacts(campaign, [{"contact_id": "c1", "number": "+12125551234", **contact_metadata}])
     assert result.accepted == 1
     campaigns.start(campaign)
+    ready_agents(Store(redis_client), "a1")  # progressive campaigns dial for free agents
     Dispatcher(redis_client).run_once()
     payloads = [p for p in queued_payloads(redis_client) if p["campaign"] == campaign]
     assert len(payloads) == 1
@@ -156,3 +162,17 @@ def test_campaign_and_contact_metadata_never_reach_a_call(
     command = customer_originate(CallPayload.model_validate(payloads[0]).to_spec())
     assert "§" not in command
     assert CUSTOMER_ORIGINATE.fullmatch(command)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+@given(agent=st.one_of(st.sampled_from(SHORT_ATTACKS), st.text(st.characters(codec="utf-8"), max_size=24)))
+def test_an_agent_reserved_before_dialling_is_never_asked_about_unless_safe(agent: str, redis_url: str) -> None:
+    """Progressive and preview calls check the agent's registration before dialling: an id Redis hands out
+    that no interface accepts is skipped (never rung, nothing sent), not an error that stalls the contact."""
+    runtime = Runtime(Settings(redis_url=redis_url, _env_file=None), worker_id="w1")  # type: ignore[call-arg]
+    switch = Recorder()
+    registered = runtime._registered(agent, switch, "spring:c1:1")  # type: ignore[arg-type]
+    assert registered == bool(switch.sent)
+    if switch.sent:
+        assert switch.sent == [f"sofia_contact {agent}"]
+        assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", agent)

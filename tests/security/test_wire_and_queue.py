@@ -18,9 +18,11 @@ from dialer.campaigns import Campaigns
 from dialer.campaigns.dispatch import Dispatcher
 from dialer.enqueue import CALL_QUEUE
 from dialer.runtime import Runtime
+from dialer.store import Store
 from dialer.worker import GeventWorker
 from settings import FreeSwitchNode, Settings
 from tests.campaigns.helpers import campaign_config
+from tests.e2e.conftest import ready_agents
 
 from .hostile import ATTACKS
 
@@ -54,6 +56,7 @@ def test_call_jobs_are_json_and_show_no_caller_controlled_text(redis_client: red
     campaigns.create(campaign_config("shown", name=free[:200], metadata={"note": free}))
     campaigns.add_contacts("shown", [{"contact_id": "c1", "number": "+12125551234", "note": free}])
     campaigns.start("shown")
+    ready_agents(Store(redis_client), "a1")  # progressive campaigns dial for free agents
     assert Dispatcher(redis_client).run_once() == 1
     (job_id,) = Queue(CALL_QUEUE, connection=redis_client, serializer=JSONSerializer).job_ids
     raw = redis_client.hget(f"rq:job:{job_id}", "data")
