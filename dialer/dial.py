@@ -138,6 +138,7 @@ class CallSession:
         self.next_gateway: Callable[[str, Hangup], str | None] | None = None
         self.tries = 1  # customer-leg originates of this attempt (one per gateway)
         self.ended_from = CallState.QUEUED  # the state the customer leg was in when it ended
+        self.hanging_up: str | None = None  # the cause we hung the customer leg up with (asked again if it lingers)
         self.webhook_seq = 0  # webhook events of this call so far (kept in the record, for an adopter)
 
     # ------------------------------------------------------------------ logging and records
@@ -386,6 +387,7 @@ class CallSession:
         self.uuid = leg_uuid(self.call_id, f"customer-{self.tries}")
         self.switch.route(self.uuid, self.queue)
         self.state, self.hangup, self.ended_from = CallState.QUEUED, None, CallState.QUEUED
+        self.hanging_up = None
         self.store.update(
             self.call_id,
             {"uuid": self.uuid, "gateway": gateway, "tries": str(self.tries), "state": CallState.QUEUED.value},
@@ -549,14 +551,26 @@ class CallSession:
             self.customer_up = False
             self.reason = "the channel ended while the ESL link was down; hangup details were not seen"
             self._end(Hangup("UNKNOWN"))
+        elif exists == "true":
+            self._hang_up_again()
 
     def _reconcile_quiet(self) -> None:
         """Nothing heard for a while: if the customer leg is gone, its hangup event was lost; end the call now."""
-        if self._api(dialstring.uuid_exists(self.uuid)) == "false":
+        exists = self._api(dialstring.uuid_exists(self.uuid))
+        if exists == "false":
             self._note("quiet", leg_exists="false")
             self.customer_up = False
             self.reason = "the channel ended but its hangup event never arrived; hangup details were not seen"
             self._end(Hangup("UNKNOWN"))
+        elif exists == "true":
+            self._hang_up_again()
+
+    def _hang_up_again(self) -> None:
+        """The customer leg is still up although we hung it up: that uuid_kill never reached the switch (the
+        link dropped under it). Without this an answering machine stayed parked until ``max_call_seconds``."""
+        if self.hanging_up is not None:
+            self._log("customer leg still up after hangup; hanging up again", cause=self.hanging_up)
+            self._kill(self.uuid, self.hanging_up)
 
     def _end(self, hangup: Hangup) -> None:
         if self.state is CallState.ENDED:
@@ -568,6 +582,8 @@ class CallSession:
 
     def _kill(self, unique_id: str, cause: str) -> None:
         """Hang up a leg; one that is already gone (the switch hung it up with its peer) is no failure."""
+        if unique_id == self.uuid:
+            self.hanging_up = cause
         try:
             self.switch.api(dialstring.uuid_kill(unique_id, cause), self.options.command_timeout)
         except CommandError as exc:

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from dialer import http_api
 from dialer.campaigns import Campaigns
 from dialer.http_api import api_tokens, create_app
-from settings import Settings, TenantToken
+from settings import Settings, TenantToken, masked
 
 from .helpers import campaign_config
 
@@ -95,6 +95,7 @@ def test_tenant_tokens_and_plain_tokens_from_the_environment(monkeypatch: pytest
     assert isinstance(settings.api_tokens[1], TenantToken)
     assert api_tokens(settings) == ["plain", ("acme", "t-acme")]
     assert "t-acme" not in repr(settings)  # a secret, like the plain ones
+    assert masked(settings)["DIALER_API_TOKENS"] == ["****", {"tenant": "acme", "token": "****"}]  # dialer settings
     monkeypatch.setenv("DIALER_API_TOKENS", '["a", "b"]')  # the plain list works as before
     assert api_tokens(Settings(_env_file=None)) == ["a", "b"]  # type: ignore[call-arg]
     monkeypatch.setenv("DIALER_API_TOKENS", '[{"tenant": "bad tenant", "token": "x"}]')

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 import gevent
@@ -79,6 +80,28 @@ def test_answering_machine_is_hung_up_and_recorded(sim: Sim, make_runtime: Any) 
     record = runtime.place(spec("c-am", "+15551230777"))
     assert record["outcome"] == "machine"
     assert runtime.store.agent("1001")["state"] == AgentState.AVAILABLE.value  # never offered
+
+
+def test_a_hangup_lost_with_the_link_is_sent_again(sim: Sim, make_runtime: Any) -> None:
+    """The link drops just as the dialer hangs up an answering machine, so that uuid_kill never reaches the
+    switch: the call asks again once it hears nothing, instead of leaving the machine parked for hours."""
+    runtime = make_runtime()
+    runtime.options = replace(runtime.options, quiet_check=0.5)
+    switch = runtime.switches[0]
+    real_api, lost = switch.api, []
+
+    def api(command: str, timeout: float | None = None) -> str:
+        if command.startswith("uuid_kill") and not lost:
+            lost.append(command)
+            raise ConnectionLost("dropped under the uuid_kill")
+        return real_api(command, timeout)
+
+    switch.api = api
+    with gevent.Timeout(15):
+        record = runtime.place(spec("c-am-lost", "+15551230777"))
+    assert lost
+    assert record["outcome"] == "machine"
+    assert sim.api(f"uuid_exists {record['uuid']}") == "false"
 
 
 def test_unknown_gateway_fails_without_a_channel(sim: Sim, make_runtime: Any) -> None:
