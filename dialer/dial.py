@@ -332,7 +332,7 @@ class CallSession:
             # Only once the leg is known to exist: before that, "no such channel" may mean "not created yet".
             if now > heard + self.options.quiet_check and self.state not in (CallState.QUEUED, CallState.ORIGINATING):
                 heard = now
-                self._reconcile_quiet()
+                self._reconcile("quiet")
             if now > give_up:
                 self._give_up(now > started + self.options.max_call_seconds + self.options.hangup_grace)
                 give_up = now + self.options.hangup_grace
@@ -352,7 +352,7 @@ class CallSession:
                 continue
             heard = time.monotonic()
             if item is GAP:
-                self._reconcile_gap()
+                self._reconcile("gap")
             elif isinstance(item, JobDone):
                 self._on_job(item)
             elif isinstance(item, Event):
@@ -543,24 +543,20 @@ class CallSession:
 
     # ------------------------------------------------------------------ recovery and ending
 
-    def _reconcile_gap(self) -> None:
-        """After a reconnect events may have been lost: if the customer leg is gone, end the call now."""
+    def _reconcile(self, why: str) -> None:
+        """Events may have been lost (``gap``: the link was re-established; ``quiet``: nothing heard for a while).
+        Ask the switch: a customer leg that is gone ends the call now; one still up that we hung up is hung up
+        again. A quiet check is noted only when it finds something, or long calls would fill their log."""
         exists = self._api(dialstring.uuid_exists(self.uuid))
-        self._note("gap", leg_exists=str(exists))
+        if why == "gap" or exists == "false":
+            self._note(why, leg_exists=str(exists))
         if exists == "false":
             self.customer_up = False
-            self.reason = "the channel ended while the ESL link was down; hangup details were not seen"
-            self._end(Hangup("UNKNOWN"))
-        elif exists == "true":
-            self._hang_up_again()
-
-    def _reconcile_quiet(self) -> None:
-        """Nothing heard for a while: if the customer leg is gone, its hangup event was lost; end the call now."""
-        exists = self._api(dialstring.uuid_exists(self.uuid))
-        if exists == "false":
-            self._note("quiet", leg_exists="false")
-            self.customer_up = False
-            self.reason = "the channel ended but its hangup event never arrived; hangup details were not seen"
+            self.reason = (
+                "the channel ended while the ESL link was down; hangup details were not seen"
+                if why == "gap"
+                else "the channel ended but its hangup event never arrived; hangup details were not seen"
+            )
             self._end(Hangup("UNKNOWN"))
         elif exists == "true":
             self._hang_up_again()

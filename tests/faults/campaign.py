@@ -15,7 +15,7 @@ from tests.campaigns.helpers import campaign_config
 from tests.e2e.conftest import Sim, ready_agents
 from tests.worker.polling import wait_until
 
-from .audit import stuck_contacts
+from .audit import Audit, audit_campaign, audit_leftovers, call_ids, settle_rq, stuck_contacts, unfinished_jobs
 
 #: the share of each behaviour, by the number's last three digits (the simulator's built-in rules);
 #: "0xx" endings match no rule: the default callee, who answers
@@ -104,3 +104,15 @@ def channels(sim: Sim) -> int:
 def dials(sim: Sim, contacts: dict[str, str]) -> int:
     wanted = set(contacts.values())
     return sum(1 for o in originates(sim) if o["endpoint"].startswith("gateway/") and o["number"] in wanted)
+
+
+def audit_all(sim: Sim, client: redis.Redis, name: str, contacts: dict[str, str], report: Any, **counts: int) -> Audit:
+    """Every check of a campaign that completed (``audit``: contacts, attempts, the switch's record, leftovers,
+    RQ after its own cleanup); records the counts and fails on any breach."""
+    problems, unclaimed = settle_rq(client)
+    audit = audit_campaign(client, originates(sim), name, list(contacts))
+    problems += unfinished_jobs(client, call_ids(client, name))
+    problems += audit_leftovers(client, channels(sim))
+    report(audit, jobs_abandoned_unclaimed=unclaimed, **counts)
+    assert audit.breaches() + problems == []
+    return audit

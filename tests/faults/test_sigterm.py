@@ -13,7 +13,7 @@ from dialer.store import Store
 from tests.e2e.conftest import DialerProcess, Sim, StartProcess
 
 from . import campaign
-from .audit import audit_campaign, audit_leftovers, call_ids, settle_rq, unfinished_jobs
+from .audit import call_ids
 
 pytestmark = pytest.mark.slow
 
@@ -51,12 +51,7 @@ def test_sigterm_mid_campaign_drains_or_hands_back_and_loses_nothing(
     workers("takes-over")
 
     campaign.wait_completed(campaigns, "term", timeout=90)
-    problems, unclaimed = settle_rq(redis_client)
-    audit = audit_campaign(redis_client, campaign.originates(sim), "term", list(contacts))
-    problems += unfinished_jobs(redis_client, call_ids(redis_client, "term"))
-    problems += audit_leftovers(redis_client, campaign.channels(sim))
-    fault_report(audit, jobs_abandoned_unclaimed=unclaimed)
-    assert audit.breaches() + problems == []
+    campaign.audit_all(sim, redis_client, "term", contacts, fault_report)
 
     logs = {c: store.call_log(c) for c in call_ids(redis_client, "term")}
     handed_back = [c for c, log in logs.items() if any(e.get("event") == "handed_back" for e in log)]

@@ -18,7 +18,7 @@ from dialer.store import Store
 from tests.e2e.conftest import DialerProcess, Sim, StartProcess
 
 from . import campaign
-from .audit import Audit, audit_campaign, audit_leftovers, call_ids, settle_rq, unfinished_jobs
+from .audit import call_ids
 
 pytestmark = pytest.mark.slow
 
@@ -28,17 +28,6 @@ def wait_dials(sim: Sim, contacts: dict[str, str], count: int, timeout: float = 
     while campaign.dials(sim, contacts) < count:
         assert time.monotonic() < deadline, f"fewer than {count} dials within {timeout} s"
         time.sleep(0.05)
-
-
-def finish(sim: Sim, client: redis.Redis, name: str, contacts: dict[str, str], report: Callable[..., None]) -> Audit:
-    """Every check of a campaign that completed: audit, leftovers, RQ."""
-    problems, unclaimed = settle_rq(client)
-    audit = audit_campaign(client, campaign.originates(sim), name, list(contacts))
-    problems += unfinished_jobs(client, call_ids(client, name))
-    problems += audit_leftovers(client, campaign.channels(sim))
-    report(audit, jobs_abandoned_unclaimed=unclaimed)
-    assert audit.breaches() + problems == []
-    return audit
 
 
 def test_every_esl_connection_dropped_mid_campaign_is_reconnected_and_reconciled(
@@ -57,7 +46,7 @@ def test_every_esl_connection_dropped_mid_campaign_is_reconnected_and_reconciled
         wait_dials(sim, contacts, at)
         campaign.sim_api(sim, "sim fault drop")
     campaign.wait_completed(campaigns, "drops", timeout=60)
-    finish(sim, redis_client, "drops", contacts, fault_report)
+    campaign.audit_all(sim, redis_client, "drops", contacts, fault_report)
     store = Store(redis_client)
     gaps = [c for c in call_ids(redis_client, "drops") if any(e.get("event") == "gap" for e in store.call_log(c))]
     assert gaps, "no call saw the drop: the test did not test it"
@@ -84,7 +73,7 @@ def test_switch_restart_mid_campaign_records_vanished_calls_with_the_reason(
     with contextlib.suppress(ConnectionLost):  # the restart drops the control connection too
         sim.api("sim restart 1.5")  # every channel gone without an event; connections refused for 1.5 s
     campaign.wait_completed(campaigns, "restart", timeout=60)
-    finish(sim, redis_client, "restart", contacts, fault_report)
+    campaign.audit_all(sim, redis_client, "restart", contacts, fault_report)
 
     store = Store(redis_client)
     vanished = [store.record(c) for c in call_ids(redis_client, "restart")]
@@ -121,7 +110,7 @@ def test_slow_switch_losing_a_fifth_of_its_events_hangs_nothing(
     lost = int(json.loads(campaign.sim_api(sim, "sim stats"))["events_lost"])
     campaign.sim_api(sim, "sim fault none")
     assert lost > 0
-    finish(sim, redis_client, "slow", contacts, fault_report)
+    campaign.audit_all(sim, redis_client, "slow", contacts, fault_report)
     for worker in running:
         code, log = worker.stop()
         assert code == 0, log[-3000:]
