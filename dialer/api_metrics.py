@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 
 def add_metrics_route(app: FastAPI, registry: CollectorRegistry, auth: Any) -> None:
-    """``auth``: the dependency that checks the bearer token (``dialer.http_api.bearer_auth``)."""
+    """``auth``: the dependency that checks the bearer token (``dialer.http_api`` passes its operator check)."""
 
     @app.get("/metrics", dependencies=[Depends(auth)], response_class=Response, summary="Prometheus metrics")
     def metrics() -> Response:

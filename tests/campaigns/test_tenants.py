@@ -122,3 +122,11 @@ def test_every_token_is_compared_in_constant_time_whichever_matches(monkeypatch:
         else:
             check(credentials)
         assert [b for _, b in compared] == [b"first", b"second", b"third"]  # all three, every time
+
+
+def test_the_agent_routes_shared_by_every_tenant_take_an_operator_token(api: TestClient) -> None:
+    assert api.get("/agents", headers=auth(OPERATOR)).status_code == 200
+    for method, path in [("get", "/agents"), ("get", "/agents/1001"), ("post", "/agents/1001/ready")]:
+        response = api.request(method, path, headers=auth(ACME))
+        assert response.status_code == 403, (path, response.text)
+        assert response.json()["detail"][0]["msg"] == "this route needs an operator token"
