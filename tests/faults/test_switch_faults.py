@@ -111,6 +111,9 @@ def test_slow_switch_losing_a_fifth_of_its_events_hangs_nothing(
     campaign.sim_api(sim, "sim fault none")
     assert lost > 0
     campaign.audit_all(sim, redis_client, "slow", contacts, fault_report)
+    logs = ""
     for worker in running:
         code, log = worker.stop()
         assert code == 0, log[-3000:]
+        logs += log
+    assert "background job unresolved" in logs  # the waits for lost BACKGROUND_JOB events timed out
