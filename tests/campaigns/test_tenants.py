@@ -130,3 +130,21 @@ def test_the_agent_routes_shared_by_every_tenant_take_an_operator_token(api: Tes
         response = api.request(method, path, headers=auth(ACME))
         assert response.status_code == 403, (path, response.text)
         assert response.json()["detail"][0]["msg"] == "this route needs an operator token"
+
+
+def test_every_route_of_the_app_but_health_needs_a_token(redis_client: redis.Redis) -> None:
+    """Not a list kept by hand: every route the app has (campaigns, DNC, agents, any added later)."""
+    from fastapi.routing import APIRoute
+
+    app = create_app(Campaigns(redis_client), [OPERATOR])
+    routes = [route for route in app.routes if isinstance(route, APIRoute) and route.path != "/health"]
+    assert len(routes) > 15
+    with TestClient(app) as client:
+        for route in routes:
+            path = route.path.replace("{campaign_id}", "x").replace("{contact_id}", "x").replace("{agent_id}", "x")
+            path = path.replace("{list_name}", "x").replace("{number}", "+12125551234")
+            assert "{" not in path, path
+            for method in route.methods:
+                response = client.request(method, path, headers={"Authorization": "Bearer wrong"})
+                assert response.status_code == 401, (method, path, response.text)
+        assert client.get("/health").status_code == 200
