@@ -43,6 +43,7 @@ from settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 AGENT_POLL = 0.1  # s between tries for a free agent (progressive, preview)
+FOLLOWED_POLL = 0.5  # s between looks at a call this process already follows (a job run again)
 DECISION_POLL = 0.2  # s between looks at a preview decision
 PREVIEW_SKIPPED_RETRY = 300.0  # s before a contact an agent skipped is offered again
 PREVIEW_UNANSWERED_RETRY = 60.0  # s before a contact nobody decided on is offered again
@@ -109,6 +110,7 @@ class Runtime:
         self.pacer = Pacer(self.store.redis, config_from_settings(settings))
         self.permits: dict[str, Permit] = {}  # pacing leases of the calls this process runs
         self.reserved: dict[str, str] = {}  # call id -> agent reserved before the call is claimed
+        self.adopting: set[str] = set()  # calls this process is adopting (not in ``active`` yet)
         self._loops: list[gevent.Greenlet] = []
 
     @classmethod
@@ -157,9 +159,12 @@ class Runtime:
         nothing was claimed nor dialled and the job may simply run again); a re-run of a claimed attempt
         never dials, so it takes neither."""
         call_id, gateways = spec.call_id, (spec.gateway, *spec.fallback_gateways)  # in failover order
-        if call_id in self.active:
-            # This process already follows the attempt (its reaper adopted it, then the job ran again): a second
-            # session would take over the first one's event route and lease, and the call would go unheard.
+        if self._follows(call_id):
+            # This process already follows the attempt (its reaper adopted it, then RQ ran the job again): a
+            # second session would take over the first one's event route and lease, and the call would go
+            # unheard. Wait for that session instead, and report the attempt as it ended.
+            while self._follows(call_id):
+                gevent.sleep(FOLLOWED_POLL)
             return self.store.record(call_id)
         switch = self.switch_for(call_id)
         agent = None
@@ -272,19 +277,28 @@ class Runtime:
 
     def adopt(self, call_id: str) -> dict[str, str] | None:
         """Finish an orphaned call if we win its lease (another worker may be adopting it too)."""
-        if not self.store.adopt(call_id, self.worker_id):
-            return None
-        record = self.store.record(call_id)
-        switch = next((s for s in self.switches if s.name == record.get("node")), self.switch_for(call_id))
-        session = CallSession(spec_from_record(record), switch, self.store, self.options)
-        log.warning("adopting orphaned call", extra={"call_id": call_id, "from": record.get("owner")})
-        self.active[call_id] = session
+        self.adopting.add(call_id)  # from now on a job run again for the call in this process waits (``place``)
         try:
-            if not record.get("outcome"):  # still live on the switch: it counts against the caps again
-                self.permits[call_id] = self.pacer.hold(call_id, record.get("gateway", ""), record.get("campaign", ""))
-            return session.adopt(record)
+            if not self.store.adopt(call_id, self.worker_id):
+                return None
+            record = self.store.record(call_id)
+            switch = next((s for s in self.switches if s.name == record.get("node")), self.switch_for(call_id))
+            session = CallSession(spec_from_record(record), switch, self.store, self.options)
+            log.warning("adopting orphaned call", extra={"call_id": call_id, "from": record.get("owner")})
+            self.active[call_id] = session
+            try:
+                if not record.get("outcome"):  # still live on the switch: it counts against the caps again
+                    gateway, campaign = record.get("gateway", ""), record.get("campaign", "")
+                    self.permits[call_id] = self.pacer.hold(call_id, gateway, campaign)
+                return session.adopt(record)
+            finally:
+                self._forget(call_id)
         finally:
-            self._forget(call_id)
+            self.adopting.discard(call_id)
+
+    def _follows(self, call_id: str) -> bool:
+        """Whether a session of this process follows the call, or is about to (an adoption under way)."""
+        return call_id in self.active or call_id in self.adopting
 
     # ------------------------------------------------------------------ loops
 
@@ -304,7 +318,7 @@ class Runtime:
             gevent.sleep(self.settings.reaper_interval_seconds)
             try:
                 for call_id in self.store.expired():
-                    if call_id not in self.active:
+                    if not self._follows(call_id):
                         gevent.spawn(self._adopt_safely, call_id)
                 self.store.free_orphaned_agents()
             except Exception:

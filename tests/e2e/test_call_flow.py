@@ -193,7 +193,8 @@ def test_a_rerun_of_the_same_attempt_never_dials_again(sim: Sim, make_runtime: A
 
 def test_a_rerun_in_the_process_that_follows_the_call_leaves_the_call_alone(sim: Sim, make_runtime: Any) -> None:
     """A job run again on the worker that still follows its call (it adopted it) must not take over the
-    call's event route or lease: the call still hears its hangup and ends with its real cause."""
+    call's event route or lease: the call still hears its hangup and ends with its real cause, and the
+    re-run reports that end."""
     sim.scenario(agents=[{"id": "1001", "answer_ms": 50, "talk_ms": 1000}])
     runtime = make_runtime()
     ready_agents(runtime.store, "1001")
@@ -201,10 +202,10 @@ def test_a_rerun_in_the_process_that_follows_the_call_leaves_the_call_alone(sim:
     with gevent.Timeout(10):
         while runtime.store.record("e2e:c-twice:1").get("state") != "bridged":
             gevent.sleep(0.02)
-    rerun = runtime.place(spec("c-twice"))
-    assert rerun["state"] == "bridged"  # reported as it is, not dialled, not adopted
-    record = run_all([call])[0]
+    rerun = gevent.spawn(runtime.place, spec("c-twice"))
+    record, reported = run_all([call, rerun])
     assert (record["outcome"], record["hangup_cause"], record["reason"]) == ("completed", "NORMAL_CLEARING", "")
+    assert reported["outcome"] == "completed"  # the re-run waited for the call and reports how it ended
     assert len([o for o in sim.originates() if o["uuid"] == record["uuid"]]) == 1
 
 
