@@ -48,7 +48,7 @@ BLOCK_SECONDS = 1.0  # the longest XREADGROUP waits: bounds how long a stop take
 RETRY_POLL_SECONDS = 1.0  # the retry thread looks at the schedule at least this often (other senders add to it)
 FORGET_CONSUMERS_AFTER = 3600.0  # a consumer idle this long with nothing pending is a sender long gone
 MAX_RESPONSE_BYTES = 65536  # of a receiver's reply body, read so the connection can be reused, then dropped
-REDIS_TROUBLE_PAUSE = 1.0
+TROUBLE_PAUSE = 1.0
 MAX_CACHED_CAMPAIGNS = 10000
 
 
@@ -191,13 +191,13 @@ class _Pool:
             self._queue.append(item)
             self._cond.notify_all()
 
-    def close(self, timeout: float) -> bool:
-        """No more items (those not started are dropped); True if every thread finished within ``timeout``."""
+    def close(self, timeout: float) -> None:
+        """No more items (those not started are dropped); waits up to ``timeout`` for the running ones."""
         with self._cond:
             self._closed = True
             self._queue.clear()
             self._cond.notify_all()
-            return self._cond.wait_for(lambda: self._idle == self._size, timeout)
+            self._cond.wait_for(lambda: self._idle == self._size, timeout)
 
     def _run(self) -> None:
         while True:
@@ -326,8 +326,8 @@ class Sender:
                 if not entries:
                     entries = self.queue.read(free, BLOCK_SECONDS)
                 deliveries = [delivery for entry in entries if (delivery := self._first_attempt(entry))]
-            except redis.RedisError as exc:
-                self._redis_trouble(exc)
+            except Exception as exc:
+                self._trouble(exc)
                 continue
             self._dispatch(deliveries)
 
@@ -340,8 +340,8 @@ class Sender:
             try:
                 claimed, wait = self.queue.claim_retries(free, self.reclaim_idle)
                 deliveries = [delivery for item in claimed if (delivery := self._retry_attempt(item))]
-            except redis.RedisError as exc:
-                self._redis_trouble(exc)
+            except Exception as exc:
+                self._trouble(exc)
                 continue
             self._dispatch(deliveries)
             if len(claimed) < free:
@@ -372,14 +372,18 @@ class Sender:
             return None
         return Delivery(event, claimed.attempt)
 
-    def _redis_trouble(self, exc: redis.RedisError) -> None:
+    def _trouble(self, exc: Exception) -> None:
+        """A pass that failed: whatever it had taken is still in Redis and is taken again later. The loop
+        goes on after a pause, whatever the error: a sender whose loop died would look alive and send nothing."""
         if isinstance(exc, redis.ResponseError) and str(exc).startswith("NOGROUP"):
             log.warning("the webhook stream or its consumer group is gone; creating it again")
             with contextlib.suppress(redis.RedisError):  # still away: the next pass tries again
                 self.queue.ensure_group()
-        else:  # the URL may hold a password: only the error is logged
+        elif isinstance(exc, redis.RedisError):  # the URL may hold a password: only the error is logged
             log.error("redis unavailable; retrying", extra={"error": str(exc)})
-        self._stopping.wait(REDIS_TROUBLE_PAUSE)
+        else:
+            log.exception("webhook sender pass failed; retrying")
+        self._stopping.wait(TROUBLE_PAUSE)
 
     # ------------------------------------------------------------------ one call's events in order
 

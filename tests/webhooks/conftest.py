@@ -63,7 +63,7 @@ class Receiver:
 
     def __init__(self) -> None:
         self.received: list[Received] = []
-        self.answered: dict[str, float] = {}  # event id -> time.monotonic() when its (last) answer was sent
+        self.answered: dict[str, float] = {}  # event id -> time.monotonic() as its (last) answer was sent
         self.script: list[int | str] = []
         self.default: int | str = 200
         self.latency = 0.0  # seconds each answer takes: a slow receiver
@@ -82,6 +82,8 @@ class Receiver:
                     receiver.release.wait(30)
                     answer = 200
                 receiver.release.wait(receiver.latency)  # the latency of a slow receiver, cut short at the end
+                with receiver._lock:  # before the answer goes out: nothing the answer causes can come earlier
+                    receiver.answered[self.headers.get(EVENT_ID_HEADER, "")] = time.monotonic()
                 try:
                     self.send_response(int(answer))
                     self.send_header("Content-Length", "2")
@@ -89,8 +91,6 @@ class Receiver:
                     self.wfile.write(b"ok")
                 except OSError:  # the sender is gone (killed, or timed out)
                     pass
-                with receiver._lock:
-                    receiver.answered[self.headers.get(EVENT_ID_HEADER, "")] = time.monotonic()
 
             def log_message(self, fmt: str, *args: Any) -> None:
                 pass

@@ -28,7 +28,13 @@ def test_sigkill_mid_delivery_loses_nothing(
     # Killed while the receiver holds the first attempt, or the second (taken from the retry schedule).
     receiver.script = [HOLD] if killed_in == "first attempt" else [500, HOLD]
     event = emit(redis_client, "spring", "call.bridged", agent="1001")
-    sender = webhook_processes(DIALER_WEBHOOK_MAX_ATTEMPTS="5")
+    # A read timeout long enough that the kill surely comes while the attempt is held.
+    slow = {
+        "DIALER_WEBHOOK_MAX_ATTEMPTS": "5",
+        "DIALER_WEBHOOK_READ_TIMEOUT": "2",
+        "DIALER_WEBHOOK_RECLAIM_IDLE_SECONDS": "5",
+    }
+    sender = webhook_processes(**slow)
     held = len(receiver.script)
     receiver.wait_for(held)
     sender.send_signal(signal.SIGKILL)
@@ -37,8 +43,8 @@ def test_sigkill_mid_delivery_loses_nothing(
     # The kill came inside the held attempt (not after its read timeout had already settled it).
     assert first_log.count("webhook failed") == held - 1, first_log
 
-    restarted = webhook_processes(DIALER_WEBHOOK_MAX_ATTEMPTS="5")
-    got = receiver.wait_for(held + 1)
+    restarted = webhook_processes(**slow)
+    got = receiver.wait_for(held + 1, timeout=30)
     assert [r.headers[EVENT_ID_HEADER] for r in got] == [event["id"]] * (held + 1)
     assert len({r.body for r in got}) == 1
     wait_until(lambda: settled(redis_client), what="the event settled after the restart")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from pathlib import Path
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -67,3 +69,14 @@ def test_the_package_exports_exactly_the_receivers_helpers() -> None:
         "verify",
     }
     assert all(hasattr(webhooks, name) for name in webhooks.__all__)
+
+
+def test_the_receivers_verify_in_the_docs_agrees_with_the_senders_signature() -> None:
+    docs = (Path(__file__).parents[2] / "docs" / "webhooks.md").read_text()
+    snippet = docs.split("```python\n")[1].split("```")[0]
+    namespace: dict[str, Any] = {}
+    exec(snippet, namespace)
+    body = b'{"id":"e1","type":"call.ringing"}'
+    assert namespace["verify"](b"s3cret", body, sign("s3cret", body))
+    assert not namespace["verify"](b"other", body, sign("s3cret", body))
+    assert not namespace["verify"](b"s3cret", body, None)
