@@ -20,7 +20,7 @@ from dialer.payload import IDENTIFIER
 EVENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
 CAMPAIGN = re.compile(IDENTIFIER)
-CALL_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
+SUBJECT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")  # a call id (campaign:contact:attempt) or contact id
 
 
 class MalformedEvent(ValueError):
@@ -34,15 +34,20 @@ class Event:
     campaign: str
     call_id: str | None
     body: bytes
+    contact_id: str | None = None
 
     def log_fields(self) -> dict[str, Any]:
         return {"event_id": self.event_id, "event_type": self.type, "campaign": self.campaign, "call_id": self.call_id}
 
     @property
     def order_key(self) -> str:
-        """Events with one key are delivered one after another, in stream order (a call's, or a campaign's
-        own events such as ``campaign.completed``)."""
-        return self.call_id or f"campaign {self.campaign}"
+        """Events with one key are delivered one after another, in stream order: a call's (its
+        ``contact.final`` after them), a contact's final outcome without a call, a campaign's own."""
+        if self.call_id:
+            return self.call_id
+        if self.contact_id:
+            return f"{self.campaign}:{self.contact_id}"
+        return f"campaign {self.campaign}"
 
 
 def _text(value: bytes | str | None) -> str | None:
@@ -64,14 +69,23 @@ def parse_event(campaign: bytes | str | None, body: bytes | None) -> Event:
         raise MalformedEvent(f"body: not JSON ({exc})") from None
     if not isinstance(parsed, dict):
         raise MalformedEvent("body: not a JSON object")
-    event_id, event_type, call_id = parsed.get("id"), parsed.get("type"), parsed.get("call_id")
+    event_id, event_type = parsed.get("id"), parsed.get("type")
     if not isinstance(event_id, str) or not EVENT_ID.fullmatch(event_id):
         raise MalformedEvent(f"id: missing or not an event id ({event_id!r:.80})")
     if not isinstance(event_type, str) or not EVENT_TYPE.fullmatch(event_type):
         raise MalformedEvent(f"type: missing or not an event type ({event_type!r:.80})")
-    if call_id is not None and (not isinstance(call_id, str) or not CALL_ID.fullmatch(call_id)):
-        raise MalformedEvent(f"call_id: not a call id ({call_id!r:.80})")
-    return Event(event_id, event_type, campaign_id, call_id, body)
+    call_id, contact_id = _optional(parsed, "call_id"), _optional(parsed, "contact_id")
+    return Event(event_id, event_type, campaign_id, call_id, body, contact_id)
+
+
+def _optional(parsed: dict[str, Any], name: str) -> str | None:
+    """An optional id; absent or empty (a contact that got its outcome without a call) is None."""
+    value = parsed.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not SUBJECT_ID.fullmatch(value):
+        raise MalformedEvent(f"{name}: not an id ({value!r:.80})")
+    return value
 
 
 @dataclass(frozen=True)

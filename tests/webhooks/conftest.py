@@ -4,10 +4,9 @@ real ``dialer webhooks`` process."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -26,7 +25,7 @@ from dialer.webhooks.queue import STREAM
 from dialer.webhooks.sender import Sender
 from settings import Settings
 from tests.campaigns.helpers import campaign_config
-from tests.e2e.conftest import DialerProcess
+from tests.e2e.conftest import running_processes
 from tests.worker.polling import wait_until
 
 SECRET = "whsec-test-0123456789"
@@ -202,27 +201,7 @@ PROCESS_ENV = {f"DIALER_{name.upper()}": str(value) for name, value in FAST.item
 
 @pytest.fixture
 def webhook_processes(redis_url: str, tmp_path: Path) -> Iterator[Any]:
-    """``start("replay", "id")``: a real ``dialer webhooks`` process on this Redis, stderr to a file.
-    Every process still running at the end is killed."""
-    started: list[DialerProcess] = []
-
-    def start(*args: str, **env_overrides: str) -> DialerProcess:
-        env = {**os.environ, **PROCESS_ENV, "DIALER_REDIS_URL": redis_url, **env_overrides}
-        log_path = tmp_path / f"webhooks-{len(started)}.log"
-        with log_path.open("w") as log:
-            process = DialerProcess(
-                [sys.executable, "-m", "dialer.cli", "webhooks", *args],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                text=True,
-            )
-        process.log_path = log_path
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
+    """``start(*args, DIALER_X="y")``: a real ``dialer webhooks`` process on this Redis, with FAST settings."""
+    env = {**os.environ, **PROCESS_ENV, "DIALER_REDIS_URL": redis_url}
+    with running_processes(env, tmp_path) as start:
+        yield functools.partial(start, "webhooks")

@@ -37,6 +37,11 @@ def test_an_entry_is_read_for_its_id_type_and_call_and_its_body_kept_as_bytes() 
     completed = parse_event("spring", _body(type="campaign.completed", call_id=None))
     assert completed.call_id is None
     assert completed.order_key == "campaign spring"
+    # A contact settled without a call (do-not-call, canceled): the campaign script writes call_id "".
+    final = parse_event("spring", _body(type="contact.final", call_id="", contact_id="c9"))
+    assert final.call_id is None
+    assert final.order_key == "spring:c9"
+    assert parse_event("spring", _body(type="contact.final", call_id=None, contact_id="c9")).order_key == "spring:c9"
 
 
 @pytest.mark.parametrize(
@@ -54,6 +59,7 @@ def test_an_entry_is_read_for_its_id_type_and_call_and_its_body_kept_as_bytes() 
         (b"spring", _body(type="Call Ringing"), "type"),
         (b"spring", _body(type="call.ringing\r\nX-Evil: 1"), "type"),
         (b"spring", _body(call_id=["x"]), "call_id"),
+        (b"spring", _body(contact_id="a b"), "contact_id"),
     ],
 )
 def test_a_malformed_entry_names_the_field(campaign: bytes | None, body: bytes | None, field: str) -> None:
