@@ -25,8 +25,10 @@ from dialer.webhooks.queue import STREAM
 from dialer.webhooks.sender import Sender
 from settings import Settings
 from tests.campaigns.helpers import campaign_config
-from tests.e2e.conftest import running_processes
+from tests.e2e.conftest import dialer_processes, running_processes, sim
 from tests.worker.polling import wait_until
+
+__all__ = ["dialer_processes", "sim"]  # the end-to-end fixtures, for the campaign test
 
 SECRET = "whsec-test-0123456789"
 HOLD = "hold"  # a scripted answer: keep the request open until the test releases it (or 30 s)
