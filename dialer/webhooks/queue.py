@@ -1,9 +1,10 @@
 """The webhook queue in Redis: the stream the emitters append to, the retry schedule and the dead letters.
 
-    dialer:webhooks            stream  campaign, body: events to deliver. Emitters XADD (no MAXLEN: the
-                                       sender deletes each entry once it is settled, so the stream holds only
-                                       what is still to deliver); the sender's consumer group ``senders``
-                                       reads it, and XAUTOCLAIMs entries a dead sender left pending
+    dialer:webhooks            stream  campaign, body: events to deliver. Emitters XADD (their MAXLEN is only
+                                       a safety net: the sender deletes each entry once it is settled, so the
+                                       stream holds only what is still to deliver); the sender's consumer
+                                       group ``senders`` reads it, and XAUTOCLAIMs entries a dead sender left
+                                       pending
     dialer:webhooks:retry      zset    event id -> when its next attempt is due (Redis time). An event taken
                                        for an attempt is pushed back by the lease, so if its sender dies it
                                        is due again, and taken again, once the lease is over
@@ -204,13 +205,16 @@ class WebhookQueue:
     def reclaim(self, count: int, min_idle_seconds: float) -> tuple[list[StreamEntry], bool]:
         """Entries another consumer (a dead sender) left pending for ``min_idle_seconds``, now this one's;
         and whether more may be waiting (the scan is resumed from where it stopped on the next call)."""
-        next_cursor, entries, deleted = self.redis.xautoclaim(
+        reply = self.redis.xautoclaim(
             STREAM, GROUP, self.consumer, int(min_idle_seconds * 1000), self._reclaim_cursor, count=count
         )
-        self._reclaim_cursor = _text(next_cursor)
-        if deleted:  # pending, but trimmed off the stream by someone else: nothing left to deliver
-            self.redis.xack(STREAM, GROUP, *deleted)  # type: ignore[no-untyped-call]
-        claimed = [(_text(entry_id), fields) for entry_id, fields in entries if fields]
+        self._reclaim_cursor = _text(reply[0])
+        # Pending, but trimmed off the stream (MAXLEN): nothing left to deliver. Redis 7 lists their ids
+        # apart, Redis 6.2 returns them without fields.
+        gone = [*(reply[2] if len(reply) > 2 else []), *(entry_id for entry_id, fields in reply[1] if not fields)]
+        if gone:
+            self.redis.xack(STREAM, GROUP, *gone)  # type: ignore[no-untyped-call]
+        claimed = [(_text(entry_id), fields) for entry_id, fields in reply[1] if fields]
         return claimed, self._reclaim_cursor != "0-0"
 
     def settle_entry(self, entry_id: str) -> None:

@@ -115,3 +115,17 @@ def test_consumers_long_idle_with_nothing_pending_are_forgotten(redis_client: re
 def _owner(client: redis.Redis, entry_id: str) -> str | None:
     rows = client.xpending_range(STREAM, GROUP, min=entry_id, max=entry_id, count=1)
     return rows[0]["consumer"].decode() if rows else None
+
+
+def test_a_pending_entry_trimmed_off_the_stream_is_acknowledged_on_reclaim(redis_client: redis.Redis) -> None:
+    dead_sender, live_sender = WebhookQueue(redis_client, "dead"), WebhookQueue(redis_client, "live")
+    dead_sender.ensure_group()
+    redis_client.xadd(STREAM, {"campaign": "spring", "body": _event().body})
+    dead_sender.read(10, 0.1)
+    redis_client.xtrim(STREAM, maxlen=0)  # an emitter's MAXLEN safety net, past a backlog
+
+    def acknowledged() -> bool:
+        assert live_sender.reclaim(10, 0.05)[0] == []
+        return redis_client.xpending(STREAM, GROUP)["pending"] == 0
+
+    wait_until(acknowledged, timeout=10, what="the trimmed entry acknowledged")
