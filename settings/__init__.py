@@ -167,12 +167,16 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _webhook_times(self) -> Settings:
         if self.webhook_backoff_cap < self.webhook_backoff_base:
-            raise ValueError("webhook_backoff_cap must be at least webhook_backoff_base")
+            raise ValueError(
+                f"DIALER_WEBHOOK_BACKOFF_CAP ({self.webhook_backoff_cap}) must be at least "
+                f"DIALER_WEBHOOK_BACKOFF_BASE ({self.webhook_backoff_base})"
+            )
         longest = self.webhook_connect_timeout + 2 * self.webhook_read_timeout  # connect, send, reply
         if self.webhook_reclaim_idle_seconds <= longest:
             raise ValueError(
-                f"webhook_reclaim_idle_seconds ({self.webhook_reclaim_idle_seconds}) must exceed the longest delivery, "
-                f"webhook_connect_timeout + 2 x webhook_read_timeout ({longest}): a slow delivery would be taken over"
+                f"DIALER_WEBHOOK_RECLAIM_IDLE_SECONDS ({self.webhook_reclaim_idle_seconds}) must exceed the longest "
+                f"delivery, DIALER_WEBHOOK_CONNECT_TIMEOUT + 2 x DIALER_WEBHOOK_READ_TIMEOUT ({longest}): "
+                "a slow delivery would be taken over by another sender"
             )
         return self
 

@@ -24,9 +24,9 @@ from types import FrameType
 
 import redis
 
+from dialer import logs
 from dialer.webhooks.queue import WebhookQueue
 from dialer.webhooks.sender import BLOCK_SECONDS, Sender
-from dialer.worker_main import _configure_logging
 from settings import Settings, get_settings
 
 log = logging.getLogger("dialer.webhooks")
@@ -60,7 +60,8 @@ def main(argv: list[str]) -> int:
             print("dialer webhooks: --concurrency must be >= 1", file=sys.stderr)
             return 2
         return _run(settings, args.redis_url, args.concurrency, consumer)
-    client = redis.Redis.from_url(args.redis_url, socket_timeout=10, socket_connect_timeout=5)
+    timeout = settings.redis_timeout
+    client = redis.Redis.from_url(args.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
     queue = WebhookQueue(client, consumer)
     try:
         if args.action == "dead":
@@ -72,7 +73,7 @@ def main(argv: list[str]) -> int:
 
 
 def _run(settings: Settings, redis_url: str, concurrency: int, consumer: str) -> int:
-    _configure_logging()
+    logs.configure(settings.log_format, settings.log_level)
     # httpx logs every request with its full URL, credentials and all: not in our logs.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     # One connection per delivery thread (settling), the reader's blocking read, the retry thread's claims.
@@ -80,8 +81,8 @@ def _run(settings: Settings, redis_url: str, concurrency: int, consumer: str) ->
         redis_url,
         max_connections=concurrency + 4,
         timeout=30,
-        socket_timeout=BLOCK_SECONDS + 10,
-        socket_connect_timeout=5,
+        socket_timeout=settings.redis_timeout + BLOCK_SECONDS,  # a read may block for BLOCK_SECONDS
+        socket_connect_timeout=settings.redis_timeout,
     )
     client = redis.Redis(connection_pool=pool)
     sender = Sender.from_settings(settings, client, consumer, concurrency)

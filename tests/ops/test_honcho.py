@@ -1,6 +1,6 @@
 """The Procfile under ``honcho start``: every process up on free ports (a temporary Redis, the simulator,
-a worker, the scheduler, the API, the dashboard), a campaign created through the API runs to completed,
-then SIGTERM to honcho stops every process by its own shutdown and leaves none behind."""
+a worker, the scheduler, the API, the dashboard, the webhook sender), a campaign created through the API
+runs to completed, then SIGTERM to honcho stops every process by its own shutdown and leaves none behind."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from tests.worker.polling import wait_until
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-PROCESSES = ("sim", "worker", "scheduler", "api", "dashboard")
+PROCESSES = ("sim", "worker", "scheduler", "api", "dashboard", "webhooks")
 TOKEN = "honcho-test-token"
 
 
@@ -76,6 +76,7 @@ def test_honcho_starts_the_procfile_runs_a_campaign_and_stops_everything_on_sigt
         "DIALER_DASHBOARD_PASSWORD": "honcho-dash",
         "DIALER_AGENT_WAIT_SECONDS": "1",
         "DIALER_WORKER_DRAIN_TIMEOUT": "3",  # honcho sends SIGKILL 5 s after SIGTERM
+        "DIALER_WEBHOOK_DRAIN_TIMEOUT": "3",
     }
     # As a user would run it: settings in the .env file honcho (and the processes) read in the app root.
     (tmp_path / ".env").write_text("".join(f"{name}='{value}'\n" for name, value in settings.items()))

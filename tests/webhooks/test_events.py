@@ -107,9 +107,9 @@ def test_the_default_schedule() -> None:
 
 
 def test_settings_out_of_order_are_refused_with_the_field_named() -> None:
-    with pytest.raises(ValueError, match="webhook_backoff_cap"):
+    with pytest.raises(ValueError, match="DIALER_WEBHOOK_BACKOFF_CAP"):
         Settings(webhook_backoff_base=10, webhook_backoff_cap=5)
-    with pytest.raises(ValueError, match="webhook_reclaim_idle_seconds"):
+    with pytest.raises(ValueError, match="DIALER_WEBHOOK_RECLAIM_IDLE_SECONDS"):
         Settings(webhook_reclaim_idle_seconds=20, webhook_read_timeout=10)
 
 
