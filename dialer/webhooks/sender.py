@@ -160,7 +160,9 @@ class Delivery:
 
     @property
     def key(self) -> str:
-        return self.entry_id or f"retry {self.event.event_id}"
+        """Unique per attempt: a stream entry, or an event's attempt number (a newer claim of the same event,
+        after its previous attempt here settled but before that attempt's thread let go, is another)."""
+        return self.entry_id or f"retry {self.event.event_id} #{self.attempt}"
 
 
 class _Pool:

@@ -42,7 +42,7 @@ def test_a_campaigns_events_reach_its_receiver_signed_numbered_and_in_order(
     sender = dialer_processes("webhooks", **PROCESS_ENV)
     campaigns.start("hooked")
 
-    wait_until(lambda: campaigns.status("hooked").state == "completed", 60, what="the campaign completed")
+    wait_until(lambda: campaigns.status("hooked").state == "completed", 90, what="the campaign completed")
     wait_until(lambda: any(r.headers[EVENT_TYPE_HEADER] == "campaign.completed" for r in receiver.received), 30)
     wait_until(lambda: settled(redis_client), what="every event delivered")
 
