@@ -30,7 +30,7 @@ def main() -> int:
     for name in names:
         module = importlib.import_module(f"bench.bench_{name}")
         section: Section = module.run(smoke=args.smoke)
-        print(f"\n## {section.title}\n\n{section.body.strip()}\n", flush=True)
+        print(f"\n## {section.title}\n\n{section.text()}\n", flush=True)
         sections.append(section)
     if not args.smoke:
         write(sections)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.report import Section, log, table
+from bench.report import Row, Section, log, table
 from dialer.esl import FrameParser, parse_event, parse_frames
 
 CAPTURES = Path(__file__).resolve().parent.parent / "tests" / "data" / "captures"
@@ -150,7 +150,7 @@ def run(smoke: bool) -> Section:
     counts = {"small": 400, "large": 100} if smoke else {"small": 40_000, "large": 8_000}
     repeats = 1 if smoke else 5
     rows: list[list[object]] = []
-    ratios: dict[str, float] = {}
+    summary: list[Row] = []
     for dataset in datasets():
         count = counts["small" if "small" in dataset.label else "large"]
         data = stream(dataset, count)
@@ -160,7 +160,11 @@ def run(smoke: bool) -> Section:
             theirs_s, theirs_n = best_of(repeats, run_greenswitch, data)
         assert ours_n == theirs_n == count, f"ours saw {ours_n}, greenswitch {theirs_n}, of {count} events"
         ratio = theirs_s / ours_s
-        ratios[dataset.label] = ratio
+        target = dataset.label == "plain, large"
+        summary.append(
+            Row(f"events parsed/s, {dataset.label}", f"{count / ours_s:,.0f}", f"greenswitch {count / theirs_s:,.0f}",
+                f"{ratio:.1f}x", ">= 5x greenswitch" if target else "-", ratio >= 5 if target else None)
+        )  # fmt: skip
         mb = len(data) / 1e6
         rows.append(
             [
@@ -174,8 +178,6 @@ def run(smoke: bool) -> Section:
                 f"{ratio:.1f}x",
             ]
         )
-    large = ratios["plain, large"]
-    verdict = "met" if large >= 5 else "MISSED"
     body = f"""
 Recorded events (real FreeSWITCH 1.10 frames from `tests/data/captures`, repeated) fed in 64 KB reads.
 Ours: `FrameParser` + `parse_event` + reading `Event-Name` and `Unique-ID`. greenswitch: its own
@@ -187,8 +189,8 @@ CHANNEL_DESTROY.
 
 {table(COLUMNS, rows)}
 
-Target: at least 5x greenswitch on the large CHANNEL_* events: **{verdict}** ({large:.1f}x on plain,
-the only format greenswitch parses).
+Target: at least 5x greenswitch on the large CHANNEL_* events, in plain (the only format greenswitch
+parses): see the last table.
 
 JSON: greenswitch cannot parse JSON events at all (`parse_data` raises AttributeError on a JSON body,
 whose first line has no `": "`). Its JSON rows therefore use its framing with `json.loads` for the body,
@@ -203,4 +205,4 @@ as written (`bytes.translate` plus two literal-prefixed regex searches, all in C
 URL-decoded only when read, and the full header table is built only when an event is used as a whole
 mapping.
 """
-    return Section("parse", "ESL parse: our parser vs greenswitch", body)
+    return Section("parse", "ESL parse: our parser vs greenswitch", body, summary)

@@ -4,17 +4,23 @@ A benchmark is a module ``bench/bench_<name>.py`` with ``run(smoke: bool) -> Sec
 for tiny sizes (CI runs them so they do not rot; their figures are printed, never written).
 BENCHMARKS.md keeps one block per benchmark between markers, so running one benchmark replaces
 its own block and leaves the others as they were.
+
+Each section also gives its headline figures as :class:`Row` s: the figure, what it is compared with
+and the ratio, the target and whether it was met. They end the section's block as a table and are
+kept there as JSON in an HTML comment, from which the summary at the top of BENCHMARKS.md is rebuilt
+on every write: every benchmark's rows side by side, each from its own latest run.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,11 +32,42 @@ Targets come from the issues; a missed target is reported as missed, with the pr
 """
 
 
+ROW_COLUMNS = ["measurement", "this run", "compared with", "ratio", "target", "verdict"]
+SUMMARY = re.compile(r"<!-- summary: (\[.*?\]) -->")
+BLOCK = re.compile(r"<!-- bench:(\w+) -->.*?<!-- /bench:\1 -->\n", re.S)
+
+
+@dataclass
+class Row:
+    """One headline figure: against what it is compared (another design, the floor, a limit) and its target."""
+
+    measurement: str
+    figure: str
+    reference: str = "-"
+    ratio: str = "-"
+    target: str = "-"
+    met: bool | None = None  # None: no target
+
+    def verdict(self) -> str:
+        return "-" if self.met is None else ("met" if self.met else "**missed**")
+
+    def cells(self) -> list[object]:
+        return [self.measurement, self.figure, self.reference, self.ratio, self.target, self.verdict()]
+
+
 @dataclass
 class Section:
     name: str
     title: str
     body: str  # markdown: tables and a few sentences on what the figures mean
+    summary: list[Row] = field(default_factory=list)
+
+    def text(self) -> str:
+        """The body, then the headline figures with their ratios and targets."""
+        if not self.summary:
+            return self.body.strip()
+        rows = table(ROW_COLUMNS, [row.cells() for row in self.summary])
+        return f"{self.body.strip()}\n\nRatios and targets:\n\n{rows}"
 
 
 def machine() -> str:
@@ -67,20 +104,54 @@ def git_revision() -> str:
 
 def render(section: Section) -> str:
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    rows = json.dumps([asdict(row) for row in section.summary]).replace("--", "-\\u002d")  # never ends the comment
     return (
         f"<!-- bench:{section.name} -->\n## {section.title}\n\n"
         f"Machine: {machine()}. Command: `python -m bench {section.name}`. Date: {stamp}, commit {git_revision()}.\n\n"
-        f"{section.body.strip()}\n<!-- /bench:{section.name} -->\n"
+        f"{section.text()}\n<!-- summary: {rows} -->\n<!-- /bench:{section.name} -->\n"
     )
 
 
-def write(sections: list[Section]) -> None:
-    text = REPORT.read_text() if REPORT.exists() else HEADER
+def render_summary(text: str) -> str:
+    """The summary block, from the rows kept in every benchmark's block of ``text``."""
+    rows: list[list[object]] = []
+    missing: list[str] = []
+    for block in BLOCK.finditer(text):
+        name = block.group(1)
+        if name == "summary":
+            continue
+        found = SUMMARY.search(block.group(0))
+        if found is None:
+            missing.append(name)
+            continue
+        rows += [[name, *Row(**row).cells()] for row in json.loads(found.group(1))]
+    parts = [
+        "<!-- bench:summary -->\n## Summary: ratios and targets\n",
+        "Every benchmark's headline figures, each from its own latest run (machine, date, details: its block).\n",
+    ]
+    if rows:
+        parts.append(table(["benchmark", *ROW_COLUMNS], rows) + "\n")
+    if missing:
+        parts.append(f"Not summarised (blocks written before benchmarks kept their rows): {', '.join(missing)}.\n")
+    return "\n".join(parts) + "<!-- /bench:summary -->\n"
+
+
+def replace_block(text: str, name: str, block: str, *, first: bool = False) -> str:
+    """``text`` with the block ``name`` replaced by ``block``, or with ``block`` added (after the header
+    if ``first``, else at the end)."""
+    pattern = re.compile(rf"<!-- bench:{name} -->.*?<!-- /bench:{name} -->\n", re.S)
+    if pattern.search(text):
+        return pattern.sub(lambda _m: block, text)
+    if first and (at := text.find("<!-- bench:")) >= 0:
+        return text[:at] + block + "\n" + text[at:]
+    return text.rstrip("\n") + "\n\n" + block
+
+
+def write(sections: list[Section], report: Path = REPORT) -> None:
+    text = report.read_text() if report.exists() else HEADER
     for section in sections:
-        block = render(section)
-        pattern = re.compile(rf"<!-- bench:{section.name} -->.*?<!-- /bench:{section.name} -->\n", re.S)
-        text = pattern.sub(lambda _m, b=block: b, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + block
-    REPORT.write_text(text)
+        text = replace_block(text, section.name, render(section))
+    report.write_text(replace_block(text, "summary", render_summary(text), first=True))
 
 
 def log(message: str) -> None:

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dashboard": ("dialer.dashboard", "serve rq-dashboard for the call queues (basic auth, JSON jobs)"),
     "status": ("dialer.status", "live view of campaigns, workers, agents and calls in progress"),
     "settings": ("dialer.cli_settings", "print the effective settings, secrets masked"),
+    "webhooks": ("dialer.webhooks.cli", "deliver webhook events (signed, retried); list and replay dead ones"),
 }
 
 

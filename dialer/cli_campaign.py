@@ -23,10 +23,9 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
-from dialer.campaigns import CampaignError, Campaigns, CampaignStatus, IntakeResult
+from dialer.campaigns import CampaignError, Campaigns, CampaignStatus
 from settings import get_settings
 
-CSV_CHUNK = 10_000
 #: ``create`` options copied into the config as they are
 PLAIN_OPTIONS = (
     *("name", "caller_id_number", "caller_id_name", "gateway", "fallback_gateways", "agent_group", "dial_mode"),
@@ -107,41 +106,28 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
     return config
 
 
-def read_csv(stream: IO[str]) -> Iterator[list[dict[str, Any]]]:
-    """Chunks of rows; a row's columns other than number/contact_id/timezone are its metadata."""
-    reader = csv.DictReader(stream)
-    chunk: list[dict[str, Any]] = []
-    for row in reader:
+def read_csv(stream: IO[str]) -> Iterator[dict[str, Any]]:
+    """The rows; a row's columns other than number/contact_id/timezone are its metadata."""
+    for row in csv.DictReader(stream):
         values = {key.strip(): (value or "").strip() for key, value in row.items() if key}
         if not values.get("timezone"):
             values.pop("timezone", None)
-        chunk.append(values)
-        if len(chunk) == CSV_CHUNK:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+        yield values
 
 
 def _add(campaigns: Campaigns, campaign: str, path: str) -> int:
-    total = IntakeResult()
     stream = sys.stdin if path == "-" else Path(path).open(newline="")  # noqa: SIM115 - closed below
     try:
-        first_line = 2  # line 1 is the header
-        for chunk in read_csv(stream):
-            result = campaigns.add_contacts(campaign, chunk)
-            total.accepted += result.accepted
-            total.duplicates += result.duplicates
-            for rejection in result.rejected:
-                line = first_line + rejection.row - 1
-                print(f"line {line}: {rejection.field}: {rejection.reason}", file=sys.stderr)
-                total.rejected.append(rejection)
-            first_line += len(chunk)
+        # One batch, however long the file: the intake reads it a chunk at a time, validating each
+        # while the one before is written.
+        result = campaigns.add_contacts(campaign, read_csv(stream))
     finally:
         if stream is not sys.stdin:
             stream.close()
-    print(f"accepted {total.accepted}, duplicates {total.duplicates}, rejected {len(total.rejected)}")
-    return 1 if total.rejected else 0
+    for rejection in result.rejected:
+        print(f"line {rejection.row + 1}: {rejection.field}: {rejection.reason}", file=sys.stderr)  # 1: header
+    print(f"accepted {result.accepted}, duplicates {result.duplicates}, rejected {len(result.rejected)}")
+    return 1 if result.rejected else 0
 
 
 def _show(status: CampaignStatus) -> None:

@@ -1,10 +1,11 @@
 """``dialer demo``: the whole system on one machine, on embedded defaults, for a first look.
 
 It starts a private ``redis-server`` (no persistence, in a temporary directory), the FreeSWITCH
-simulator with a scenario of simulated agents, and two ``dialer worker`` processes; it queues a demo
-campaign whose numbers end in the digits that make the simulated callees answer, ring out, refuse
-and so on (see ``dialer.sim.scenarios``), shows the calls' states live, and prints a summary read
-back from the call records in Redis.
+simulator with a scenario of simulated agents, two ``dialer worker`` processes and ``dialer
+scheduler``; it creates a campaign (the Python campaign API, as the HTTP API and the CLI would) whose
+numbers end in the digits that make the simulated callees answer, ring out, refuse and so on (see
+``dialer.sim.scenarios``), starts it, shows the calls' states live, and prints a summary read back
+from the call records in Redis.
 
 Every process it starts runs in a session of its own, so Ctrl-C reaches only the demo, which then
 stops them in order: workers first (SIGTERM, a warm shutdown), then the simulator, then Redis. On
@@ -39,13 +40,15 @@ from rq import Queue, Worker
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
-from dialer.callmodel import CallState, Outcome
-from dialer.enqueue import CALL_QUEUE, enqueue_call
+from dialer.callmodel import CallState, DialMode, Outcome
+from dialer.campaigns import Campaigns
+from dialer.enqueue import CALL_QUEUE
 from dialer.localredis import RedisNotFound, free_port, redis_server_binary
-from dialer.store import AgentState, Store, available_key, call_key
+from dialer.store import AgentState, Store, available_key
 
 CAMPAIGN = "demo"
 GATEWAY = "pstn"
+MAX_CALLS = 8000  # contact numbers are +1 212 2nnn + the callee's three-digit ending
 RING_TIMEOUT = 6  # seconds a "no answer" callee rings; kept short so the demo ends in about a minute
 WRAP_UP_SECONDS = 0.3  # simulated agents need no time to type notes; a real floor sets seconds here
 AGENT_WAIT_SECONDS = 3.0  # an answered customer waits this long on hold for an agent, then is abandoned
@@ -168,6 +171,21 @@ class Processes:
         for child in reversed(self.children):
             child.stop(grace=25 if child.name.startswith("worker") else 10)
 
+    def dialer(self, name: str, argv: Sequence[str], redis_url: str, sim_port: int) -> Child:
+        """A ``dialer`` process on the demo's Redis and simulator, with the demo's settings."""
+        env = embedded_env()
+        env.update(
+            {
+                "DIALER_REDIS_URL": redis_url,
+                "DIALER_FREESWITCH": json.dumps([{"name": "sim", "host": "127.0.0.1", "port": sim_port}]),
+                "DIALER_AGENT_WAIT_SECONDS": str(AGENT_WAIT_SECONDS),
+                "DIALER_WRAP_UP_SECONDS": str(WRAP_UP_SECONDS),
+                "DIALER_AGENT_RING_TIMEOUT": "5",
+                "DIALER_WORKER_DRAIN_TIMEOUT": "5",
+            }
+        )
+        return self.start(name, [sys.executable, "-m", "dialer.cli", *argv], env=env)
+
 
 def start_redis(procs: Processes) -> tuple[Child, str]:
     port = free_port()
@@ -214,19 +232,10 @@ def embedded_env() -> dict[str, str]:
 
 
 def start_workers(procs: Processes, count: int, redis_url: str, sim_port: int) -> list[Child]:
-    env = embedded_env()
-    env.update(
-        {
-            "DIALER_REDIS_URL": redis_url,
-            "DIALER_FREESWITCH": json.dumps([{"name": "sim", "host": "127.0.0.1", "port": sim_port}]),
-            "DIALER_AGENT_WAIT_SECONDS": str(AGENT_WAIT_SECONDS),
-            "DIALER_WRAP_UP_SECONDS": str(WRAP_UP_SECONDS),
-            "DIALER_AGENT_RING_TIMEOUT": "5",
-            "DIALER_WORKER_DRAIN_TIMEOUT": "5",
-        }
-    )
-    argv = [sys.executable, "-m", "dialer.cli", "worker", "--concurrency", "500"]
-    return [procs.start(f"worker-{n}", [*argv, "--name", f"demo-{n}"], env=env) for n in range(1, count + 1)]
+    argv = ["worker", "--concurrency", "500"]
+    return [
+        procs.dialer(f"worker-{n}", [*argv, "--name", f"demo-{n}"], redis_url, sim_port) for n in range(1, count + 1)
+    ]
 
 
 def wait_for_workers(client: redis.Redis[bytes], workers: list[Child], timeout: float) -> None:
@@ -255,25 +264,32 @@ def demo_scenario(agent_ids: list[str], rng: random.Random) -> dict[str, Any]:
 
 
 def contact_list(calls: int, rng: random.Random) -> list[tuple[str, str, CalleeKind]]:
-    """(contact id, number, kind) for ``calls`` contacts, kinds drawn by weight, in random order."""
+    """(contact id, number, kind) for ``calls`` contacts, kinds drawn by weight, in random order; the
+    numbers are valid New York numbers, so the campaign's intake accepts them."""
     kinds = rng.choices(CALLEES, weights=[kind.weight for kind in CALLEES], k=calls)
-    return [(f"c{n:05d}", f"+1555{n:05d}{kind.suffix}", kind) for n, kind in enumerate(kinds)]
+    return [(f"c{n:05d}", f"+1212{2000 + n:04d}{kind.suffix}", kind) for n, kind in enumerate(kinds)]
 
 
-def call_payload(contact_id: str, number: str) -> dict[str, Any]:
+def campaign_config(mode: DialMode, cps: float) -> dict[str, Any]:
     return {
-        "campaign": CAMPAIGN,
-        "contact_id": contact_id,
-        "attempt": 1,
-        "number": number,
-        "gateway": GATEWAY,
+        "id": CAMPAIGN,
+        "name": "dialer demo",
         "caller_id_number": "+15550000000",
+        "gateway": GATEWAY,
+        "dial_mode": mode.value,
+        "cps": cps,
         "ring_timeout": RING_TIMEOUT,
+        "calling_window": {"start": "00:00", "end": "23:59:59"},  # the demo runs at any hour
+        "max_attempts": 1,
     }
 
 
-def call_id(contact_id: str) -> str:
-    return f"{CAMPAIGN}:{contact_id}:1"
+def call_records(store: Store) -> list[dict[str, str]]:
+    pipe = store.redis.pipeline(transaction=False)
+    for key in store.redis.scan_iter(match=f"dialer:call:{CAMPAIGN}:*", count=1000):
+        if not key.endswith(b":log"):
+            pipe.hgetall(key)
+    return [{k.decode(): v.decode() for k, v in raw.items()} for raw in pipe.execute()]
 
 
 # ------------------------------------------------------------------ progress
@@ -297,18 +313,13 @@ class Snapshot:
         return self.enqueued - self.done
 
 
-def snapshot(store: Store, call_ids: list[str], total: int, elapsed: float) -> Snapshot:
-    pipe = store.redis.pipeline(transaction=False)
-    for cid in call_ids:
-        pipe.hmget(call_key(cid), ["state", "outcome"])
-    states: Counter[str] = Counter()
-    outcomes: Counter[str] = Counter()
-    for state, outcome in pipe.execute():
-        if outcome:
-            outcomes[outcome.decode()] += 1
-        else:
-            states[state.decode() if state else "queued"] += 1
-    return Snapshot(total, len(call_ids), states, outcomes, agent_states(store), elapsed)
+def snapshot(store: Store, campaigns: Campaigns, total: int, elapsed: float) -> Snapshot:
+    """Calls in progress by state (from their records), finished contacts by outcome (the campaign's)."""
+    status = campaigns.status(CAMPAIGN)
+    states = Counter(r.get("state", "") for r in call_records(store) if not r.get("outcome"))
+    states["queued"] = max(0, status.in_progress - sum(states.values()))  # dispatched, not yet picked up
+    outcomes = Counter(status.contacts_by_outcome)
+    return Snapshot(total, status.attempts, states, outcomes, agent_states(store), elapsed)
 
 
 def agent_states(store: Store) -> Counter[str]:
@@ -411,9 +422,9 @@ def _latency_line(label: str, values: list[float]) -> str:
 
 
 def summary(
-    store: Store, call_ids: list[str], kinds: dict[str, CalleeKind], target_cps: float, wall: float, url: str
+    store: Store, kinds: dict[str, CalleeKind], mode: DialMode, target_cps: float, wall: float, url: str
 ) -> list[str]:
-    records = [store.record(cid) for cid in call_ids]
+    records = call_records(store)
     outcomes = Counter(r.get("outcome", "(none)") for r in records)
     lines = [f"Summary: campaign {CAMPAIGN!r}, {len(records)} calls in {wall:.1f} s", ""]
     lines.append(f"  {'outcome':<24}{'calls':>6}{'share':>8}")
@@ -422,8 +433,19 @@ def summary(
     lines.append(f"  {'total':<24}{len(records):>6}")
 
     lines += ["", f"  {'callee mix (by number ending)':<34}{'calls':>6}"]
-    for kind, count in Counter(kinds[cid].label for cid in call_ids).most_common():
+    for kind, count in Counter(
+        kinds[r["contact_id"]].label for r in records if r.get("contact_id") in kinds
+    ).most_common():
         lines.append(f"  {kind:<34}{count:>6}")
+
+    human = outcomes.get(Outcome.COMPLETED.value, 0) + outcomes.get(Outcome.ABANDONED.value, 0)
+    abandoned = outcomes.get(Outcome.ABANDONED.value, 0)
+    modes = ", ".join(f"{count} {m}" for m, count in Counter(r.get("dial_mode", "?") for r in records).most_common())
+    lines += [
+        "",
+        f"  dial mode {mode.value}: calls placed {modes}; abandoned {abandoned} of {human} answered by a person"
+        f" ({100 * abandoned / max(human, 1):.1f}%, cap 3%)",
+    ]
 
     originated = sorted(float(r["originated_at"]) for r in records if r.get("originated_at"))
     span = originated[-1] - originated[0] if len(originated) > 1 else 0.0
@@ -453,8 +475,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Run a demo campaign through Redis, two workers and the FreeSWITCH simulator.",
     )
     parser.add_argument("--calls", type=int, default=300, help="contacts in the campaign (%(default)s)")
-    parser.add_argument("--cps", type=float, default=10.0, help="calls queued per second (%(default)s)")
-    parser.add_argument("--agents", type=int, default=12, help="simulated agents (%(default)s)")
+    parser.add_argument("--cps", type=float, default=10.0, help="the campaign's calls per second limit (%(default)s)")
+    parser.add_argument(
+        "--mode", type=DialMode, default=DialMode.PREDICTIVE, choices=list(DialMode), help="dial mode (%(default)s)"
+    )
+    parser.add_argument("--agents", type=int, default=20, help="simulated agents (%(default)s)")
     parser.add_argument("--workers", type=int, default=2, help="dialer worker processes (%(default)s)")
     parser.add_argument("--timeout", type=float, default=180.0, help="give up after this many seconds (%(default)s)")
     parser.add_argument("--seed", type=int, default=None, help="random seed for the contact list and agents")
@@ -475,28 +500,18 @@ def _signals_stop_the_demo() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def dial_campaign(
-    store: Store, contacts: list[tuple[str, str, CalleeKind]], cps: float, screen: Screen, deadline: float
-) -> tuple[list[str], Snapshot]:
-    """Queue the contacts at ``cps`` per second and redraw the view until every call has an outcome
-    (or the deadline passes). Returns the call ids queued and the last snapshot."""
+def follow_campaign(store: Store, campaigns: Campaigns, total: int, screen: Screen, deadline: float) -> Snapshot:
+    """Start the campaign and redraw the view until every contact has an outcome (or the deadline passes)."""
     started = time.monotonic()
-    queued: list[str] = []
-    next_frame = started
+    campaigns.start(CAMPAIGN)
     while True:
         now = time.monotonic()
-        due = min(len(contacts), int((now - started) * cps) + 1)
-        for contact_id, number, _ in contacts[len(queued) : due]:
-            enqueue_call(store.redis, call_payload(contact_id, number))
-            queued.append(call_id(contact_id))
-        if now >= next_frame:
-            snap = snapshot(store, queued, len(contacts), now - started)
-            if snap.done == len(contacts) or now > deadline:
-                screen.show(snap, final=True)
-                return queued, snap
-            screen.show(snap)
-            next_frame = now + 0.25
-        time.sleep(min(0.05, 1.0 / cps))
+        snap = snapshot(store, campaigns, total, now - started)
+        if snap.done == total or now > deadline:
+            screen.show(snap, final=True)
+            return snap
+        screen.show(snap)
+        time.sleep(0.25)
 
 
 def run(args: argparse.Namespace, procs: Processes, out: TextIO) -> int:
@@ -506,10 +521,15 @@ def run(args: argparse.Namespace, procs: Processes, out: TextIO) -> int:
     agent_ids = [f"{1001 + n}" for n in range(args.agents)]
     sim_child, sim_port = start_sim(procs, demo_scenario(agent_ids, rng))
     workers = start_workers(procs, args.workers, url, sim_port)
+    scheduler = procs.dialer("scheduler", ["scheduler"], url, sim_port)
     worker_pids = ", ".join(str(w.pid) for w in workers)
     print(f"dialer demo: redis-server pid {redis_child.pid} at {url}", file=out)
     print(f"dialer demo: simulator pid {sim_child.pid} on 127.0.0.1:{sim_port}", file=out)
-    print(f"dialer demo: worker pids {worker_pids}; logs in {procs.workdir}", file=out, flush=True)
+    print(
+        f"dialer demo: worker pids {worker_pids}; scheduler pid {scheduler.pid}; logs in {procs.workdir}",
+        file=out,
+        flush=True,
+    )
 
     store = Store.from_url(url)
     for agent_id in agent_ids:
@@ -517,20 +537,25 @@ def run(args: argparse.Namespace, procs: Processes, out: TextIO) -> int:
         store.set_agent_ready(agent_id)
     wait_for_workers(store.redis, workers, timeout=30)
     contacts = contact_list(args.calls, rng)
+    campaigns = Campaigns(store.redis)
+    campaigns.create(campaign_config(args.mode, args.cps))
+    intake = campaigns.add_contacts(CAMPAIGN, [{"contact_id": c, "number": number} for c, number, _ in contacts])
+    if intake.accepted != len(contacts):
+        raise DemoError(f"the campaign refused contacts: {intake.rejected[:3]}")
     print(
-        f"dialer demo: {args.agents} agents ready; dialling {args.calls} contacts at {args.cps:g} calls/s "
-        f"through {args.workers} workers\n",
+        f"dialer demo: {args.agents} agents ready; campaign {CAMPAIGN!r} of {args.calls} contacts, {args.mode.value}, "
+        f"at most {args.cps:g} calls/s, through {args.workers} workers\n",
         file=out,
         flush=True,
     )
     started = time.monotonic()
-    call_ids, last = dial_campaign(store, contacts, args.cps, Screen(out), deadline)
+    last = follow_campaign(store, campaigns, len(contacts), Screen(out), deadline)
     wall = time.monotonic() - started
-    for worker in workers:  # a warm shutdown: each worker finishes or hands back what it holds
-        worker.stop(grace=25)
-    kinds = {call_id(contact_id): kind for contact_id, _, kind in contacts}
+    for child in (scheduler, *workers):  # a warm shutdown: each worker finishes or hands back what it holds
+        child.stop(grace=25)
     print("", file=out)
-    for line in summary(store, call_ids, kinds, args.cps, wall, url):
+    kinds = {contact_id: kind for contact_id, _, kind in contacts}
+    for line in summary(store, kinds, args.mode, args.cps, wall, url):
         print(line, file=out)
     store.redis.close()
     if last.done != len(contacts):
@@ -541,8 +566,11 @@ def run(args: argparse.Namespace, procs: Processes, out: TextIO) -> int:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    if args.calls < 1 or args.cps <= 0 or args.agents < 1 or args.workers < 1 or args.timeout <= 0:
-        print("dialer demo: --calls, --cps, --agents, --workers and --timeout must be positive", file=sys.stderr)
+    if not 1 <= args.calls <= MAX_CALLS or args.cps <= 0 or args.agents < 1 or args.workers < 1 or args.timeout <= 0:
+        print(
+            f"dialer demo: --cps, --agents, --workers and --timeout must be positive, --calls 1 to {MAX_CALLS}",
+            file=sys.stderr,
+        )
         return 2
     out = sys.stdout
     workdir = Path(tempfile.mkdtemp(prefix="dialer-demo-"))

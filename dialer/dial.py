@@ -41,7 +41,7 @@ from dialer.campaigns.state import dialing_key
 from dialer.esl import dialstring
 from dialer.esl.errors import CommandError, ESLError, UnsafeValueError
 from dialer.esl.events import Event
-from dialer.pacing import is_network_failure
+from dialer.pacing import PacingTimeout, is_network_failure
 from dialer.store import AgentState, HashWrite, SetRemove, Store, Write, agent_key
 from dialer.switch import GAP, BackgroundJob, CallQueue, Switch
 
@@ -136,6 +136,8 @@ class CallSession:
         self.filtered_legs: list[str] = []  # legs whose events we asked for by Unique-ID (adopted calls)
         # gateway failover: given the failed gateway and hangup, the next gateway (already paced) or None
         self.next_gateway: Callable[[str, Hangup], str | None] | None = None
+        # right before each customer originate: make sure its pacing tokens are still good (``Pacer.fresh``)
+        self.before_originate: Callable[[], None] | None = None
         self.tries = 1  # customer-leg originates of this attempt (one per gateway)
         self.ended_from = CallState.QUEUED  # the state the customer leg was in when it ended
         self.hanging_up: str | None = None  # the cause we hung the customer leg up with (asked again if it lingers)
@@ -301,6 +303,13 @@ class CallSession:
         if spec.caller_id_name:
             variables["origination_caller_id_name"] = spec.caller_id_name
         command = dialstring.originate(dialstring.Gateway(spec.gateway, spec.number), variables=variables)
+        if self.before_originate is not None:
+            try:
+                self.before_originate()
+            except PacingTimeout as exc:  # claimed, but never dialled
+                self.reason = f"not dialled: {exc}"
+                self._end(Hangup("UNKNOWN"))
+                return
         self.customer_up = True  # set before the write: if the reply is lost, the leg may still exist
         job = self.switch.bgapi(command, timeout=self.options.command_timeout)
         metrics.originated("customer", spec.gateway)

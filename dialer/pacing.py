@@ -69,7 +69,7 @@ import math
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import Any
 
@@ -169,10 +169,13 @@ class Cap:
 
 @dataclass(frozen=True)
 class Permit:
-    """What a granted call holds until it ends: its concurrency leases (rate tokens are spent)."""
+    """What a granted call holds until it ends: its concurrency leases (rate tokens are spent), and until
+    when (``time.monotonic()``) its tokens are good for an originate (``Pacer.fresh``)."""
 
     call_id: str
     lease_keys: tuple[str, ...] = ()
+    rates: tuple[Rate, ...] = ()
+    originate_by: float = math.inf
 
 
 class Verdict(IntEnum):
@@ -369,10 +372,14 @@ class Pacer:
             raise PacingTimeout(f"{request.call_id}: no pacing token within {limit:g} s (queued in this worker)")
         try:
             while True:
+                asked = self._monotonic()
                 verdict, wait = self.try_acquire(request)
                 if verdict is Verdict.GRANTED:
                     metrics.paced(self._monotonic() - started, granted=True)
-                    return permit
+                    if not request.rates:
+                        return permit
+                    tolerance = min(rate.tolerance_us for rate in request.rates) / 1_000_000
+                    return replace(permit, rates=request.rates, originate_by=asked + tolerance)
                 remaining = deadline - self._monotonic()
                 pause = wait if verdict is Verdict.TOO_SOON else CAP_POLL
                 if (verdict is Verdict.TOO_SOON and wait > remaining) or remaining <= 0:
@@ -382,6 +389,17 @@ class Pacer:
                 self._sleep(min(pause, remaining))
         finally:
             turnstile.lock.release()
+
+    def fresh(self, permit: Permit, timeout: float | None = None) -> Permit:
+        """The permit, with rate tokens still good for an originate sent now. The window proof above allows
+        ``tau`` between a grant and the switch receiving the originate; a worker held up longer (starved
+        of CPU, a slow claim) must not send it on an old grant, or two grants' originates could arrive
+        closer together than the limit allows: it takes fresh tokens (waiting as ``acquire`` does). The
+        grant is timed from before the script was sent, so the check errs on the safe side."""
+        while self._monotonic() > permit.originate_by:
+            renewed = self.acquire(Request(permit.call_id, permit.rates, ()), timeout)
+            permit = replace(renewed, lease_keys=permit.lease_keys)
+        return permit
 
     def hold(self, call_id: str, gateway: str, campaign: str) -> Permit:
         """Count an adopted call (its worker died, so its leases expired) against the caps again, without

@@ -177,6 +177,7 @@ class Runtime:
             session.on_progress = on_progress
             tried = [spec.gateway]
             session.next_gateway = lambda failed, hangup: self._fail_over(spec, gateways, tried, hangup)
+            session.before_originate = lambda: self._fresh_tokens(call_id)
             self.active[call_id] = session
             self.reserved.pop(call_id, None)
             agent = None  # the session holds (and releases) the agent now
@@ -234,6 +235,14 @@ class Runtime:
         if decision == "skip":
             self.store.release_agent(agent, call_id)
             raise NotDialled(f"agent {agent} skipped the contact", PREVIEW_SKIPPED_RETRY)
+
+    def _fresh_tokens(self, call_id: str) -> None:
+        permit = self.permits.get(call_id)
+        if permit is not None:
+            fresh = self.pacer.fresh(permit)
+            if fresh is not permit:
+                log.info("pacing token went stale before the originate; took a fresh one", extra={"call_id": call_id})
+            self.permits[call_id] = fresh
 
     def _forget(self, call_id: str) -> None:
         """The call is no longer this process's: stop renewing it and give back its pacing leases."""

@@ -152,6 +152,19 @@ class Settings(BaseSettings):
     gateway_failure_window: float = Field(30.0, gt=0, le=86400, description="... within this many seconds")
     gateway_backoff_seconds: float = Field(30.0, gt=0, le=86400, description="how long a gateway is avoided")
 
+    # Webhooks (`dialer webhooks`, docs/webhooks.md): delivery of the events in the dialer:webhooks stream
+    webhook_concurrency: int = Field(16, ge=1, le=1000, description="deliveries in flight at once, per process")
+    webhook_connect_timeout: float = Field(5.0, gt=0, le=60, description="to connect to a receiver")
+    webhook_read_timeout: float = Field(10.0, gt=0, le=300, description="for each read (and write) of a delivery")
+    webhook_backoff_base: float = Field(5.0, gt=0, le=3600, description="the first retry waits base/2 .. base s")
+    webhook_backoff_cap: float = Field(3600.0, gt=0, le=86400, description="the longest wait between attempts")
+    webhook_max_attempts: int = Field(15, ge=1, le=100, description="attempts before an event is dead-lettered")
+    webhook_reclaim_idle_seconds: float = Field(
+        60.0, gt=0, le=86400, description="an event taken by a sender that died is taken again after this"
+    )
+    webhook_config_ttl: float = Field(5.0, ge=0, le=300, description="a campaign's URL and secret are cached this long")
+    webhook_drain_timeout: float = Field(10.0, ge=0, le=300, description="after SIGTERM, deliveries get this long")
+
     # Simulator (`dialer sim`)
     sim_host: str = "127.0.0.1"
     sim_port: int = Field(8021, ge=0, le=65535)
@@ -163,6 +176,22 @@ class Settings(BaseSettings):
         if urlsplit(url).scheme not in REDIS_SCHEMES:
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return url
+
+    @model_validator(mode="after")
+    def _webhook_times(self) -> Settings:
+        if self.webhook_backoff_cap < self.webhook_backoff_base:
+            raise ValueError(
+                f"DIALER_WEBHOOK_BACKOFF_CAP ({self.webhook_backoff_cap}) must be at least "
+                f"DIALER_WEBHOOK_BACKOFF_BASE ({self.webhook_backoff_base})"
+            )
+        longest = self.webhook_connect_timeout + 2 * self.webhook_read_timeout  # connect, send, reply
+        if self.webhook_reclaim_idle_seconds <= longest:
+            raise ValueError(
+                f"DIALER_WEBHOOK_RECLAIM_IDLE_SECONDS ({self.webhook_reclaim_idle_seconds}) must exceed the longest "
+                f"delivery, DIALER_WEBHOOK_CONNECT_TIMEOUT + 2 x DIALER_WEBHOOK_READ_TIMEOUT ({longest}): "
+                "a slow delivery would be taken over by another sender"
+            )
+        return self
 
     @field_validator("gateway_limits")
     @classmethod

@@ -15,6 +15,7 @@ from rq.serializers import JSONSerializer
 from dialer.campaigns import CampaignExists, CampaignNotFound, Campaigns, InvalidTransition
 from dialer.campaigns.dispatch import Dispatcher, DispatchLimits
 from dialer.campaigns.outcomes import call_finished, may_dial, settle_call
+from dialer.campaigns.service import INTAKE_CHUNK
 from dialer.campaigns.state import CampaignRedis
 from dialer.enqueue import CALL_QUEUE
 from dialer.payload import CallPayload
@@ -84,6 +85,32 @@ def test_contacts_are_idempotent_by_id_and_bad_rows_do_not_stop_the_batch(campai
     assert status.contacts == 2
     assert status.contacts_by_state["pending"] == 2
     assert campaigns.contact("spring", "c0")["zones"] == ["America/New_York"]
+
+
+def test_a_batch_of_several_chunks_numbers_rows_and_finds_duplicates_across_chunks(campaigns: Campaigns) -> None:
+    campaigns.create(campaign_config())
+    batch: list[dict[str, Any]] = [
+        {"contact_id": f"k{n}", "number": f"+1212{200 + n // 10_000}{n % 10_000:04d}"}
+        for n in range(2 * INTAKE_CHUNK + 500)
+    ]
+    batch[INTAKE_CHUNK + 7] = {"contact_id": "k3", "number": "+12125551234"}  # row 1,008 repeats row 4's id
+    batch[2 * INTAKE_CHUNK + 344]["number"] = "not a number"  # row 2,345, in the third chunk
+    result = campaigns.add_contacts("spring", batch)
+    assert [(r.row, r.contact_id, r.field) for r in result.rejected] == [(2 * INTAKE_CHUNK + 345, "k2344", "number")]
+    assert (result.accepted, result.duplicates) == (len(batch) - 2, 1)
+    status = campaigns.status("spring")
+    assert status.contacts == len(batch) - 2
+    assert status.contacts_by_state["pending"] == len(batch) - 2
+    assert campaigns.contact("spring", "k3")["number"] == "+12122000003"  # the first row with the id won
+
+
+def test_contacts_for_a_missing_or_canceled_campaign_are_refused(campaigns: Campaigns) -> None:
+    with pytest.raises(CampaignNotFound):
+        campaigns.add_contacts("nope", rows("+12125551234"))
+    campaigns.create(campaign_config())
+    campaigns.cancel("spring")
+    with pytest.raises(InvalidTransition, match="canceled"):
+        campaigns.add_contacts("spring", rows("+12125551234"))
 
 
 def dispatcher(redis_client: redis.Redis, **limits: Any) -> Dispatcher:

@@ -29,12 +29,12 @@ def run_demo(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str
 
 
 def started_pids(output: str) -> list[int]:
-    """The pids the demo says it started: redis-server, the simulator, the workers."""
-    pids = [int(p) for p in re.findall(r"(?:redis-server|simulator) pid (\d+)", output)]
+    """The pids the demo says it started: redis-server, the simulator, the scheduler, the workers."""
+    pids = [int(p) for p in re.findall(r"(?:redis-server|simulator|scheduler) pid (\d+)", output)]
     workers = re.search(r"worker pids ([\d, ]+);", output)
     assert workers, output
     pids += [int(p) for p in re.findall(r"\d+", workers.group(1))]
-    assert len(pids) == 4, output
+    assert len(pids) == 5, output
     return pids
 
 
@@ -73,6 +73,9 @@ def test_demo_dials_a_campaign_prints_the_summary_and_leaves_no_process() -> Non
     assert latency, summary
     assert 0 < int(latency.group(1)) <= int(latency.group(2)), summary
     assert "calls in progress: 0" in summary
+    mode = re.search(r"dial mode predictive: calls placed .*; abandoned (\d+) of (\d+) answered", summary)
+    assert mode, summary
+    assert int(mode.group(1)) <= 0.03 * int(mode.group(2)), summary
     assert "rq-dashboard" in summary
     # stdout is a pipe here, so progress comes as plain lines rather than an in-place view
     assert "\x1b[" not in output
@@ -114,7 +117,7 @@ def test_the_contact_list_mixes_every_kind_of_callee_by_number_ending() -> None:
     kinds = {kind.label for _, _, kind in contacts}
     assert kinds == {kind.label for kind in CALLEES}
     for _, number, kind in contacts:
-        assert re.fullmatch(r"\+1555\d{8}", number)
+        assert re.fullmatch(r"\+1212[2-9]\d{6}", number)
         assert number.endswith(kind.suffix)
     assert len({number for _, number, _ in contacts}) == len(contacts)
 

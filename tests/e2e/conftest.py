@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,24 +168,19 @@ class DialerProcess(subprocess.Popen[str]):
 StartProcess = Callable[..., DialerProcess]
 
 
-@pytest.fixture
-def dialer_processes(sim: Sim, redis_url: str, tmp_path: Path) -> Iterator[StartProcess]:
-    """``start("worker", "--name", "w1", DIALER_X="y")``: a real ``dialer`` process on this Redis and
-    simulator. Its stderr goes to a file (a pipe nobody reads would fill up and stall a busy worker).
-    Every process still running at the end is killed."""
+@contextmanager
+def running_processes(env: dict[str, str], tmp_path: Path) -> Iterator[StartProcess]:
+    """``start("worker", "--name", "w1", DIALER_X="y")``: a real ``dialer`` process with ``env``. Its stderr
+    goes to a file (a pipe nobody reads would fill up and stall a busy worker). Every process still running
+    at the end is killed."""
     started: list[DialerProcess] = []
 
     def start(command: str, *args: str, **env_overrides: str) -> DialerProcess:
-        env = dict(os.environ)
-        env.update(TEST_PROCESS_ENV)
-        env["DIALER_REDIS_URL"] = redis_url
-        env["DIALER_FREESWITCH"] = json.dumps([{"name": "sim", "host": "127.0.0.1", "port": sim.port}])
-        env.update(env_overrides)
         log_path = tmp_path / f"{command}-{len(started)}.log"
         with log_path.open("w") as log:
             process = DialerProcess(
                 [sys.executable, "-m", "dialer.cli", command, *args],
-                env=env,
+                env={**env, **env_overrides},
                 stdout=subprocess.DEVNULL,
                 stderr=log,
                 text=True,
@@ -193,8 +189,23 @@ def dialer_processes(sim: Sim, redis_url: str, tmp_path: Path) -> Iterator[Start
         started.append(process)
         return process
 
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
+    try:
+        yield start
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.fixture
+def dialer_processes(sim: Sim, redis_url: str, tmp_path: Path) -> Iterator[StartProcess]:
+    """Real ``dialer`` processes (``running_processes``) on this Redis and simulator."""
+    env = {
+        **os.environ,
+        **TEST_PROCESS_ENV,
+        "DIALER_REDIS_URL": redis_url,
+        "DIALER_FREESWITCH": json.dumps([{"name": "sim", "host": "127.0.0.1", "port": sim.port}]),
+    }
+    with running_processes(env, tmp_path) as start:
+        yield start

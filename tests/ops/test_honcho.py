@@ -1,6 +1,6 @@
 """The Procfile under ``honcho start``: every process up on free ports (a temporary Redis, the simulator,
-a worker, the scheduler, the API, the dashboard), a campaign created through the API runs to completed,
-then SIGTERM to honcho stops every process by its own shutdown and leaves none behind."""
+a worker, the scheduler, the API, the dashboard, the webhook sender), a campaign created through the API
+runs to completed, then SIGTERM to honcho stops every process by its own shutdown and leaves none behind."""
 
 from __future__ import annotations
 
@@ -17,13 +17,14 @@ from typing import Any
 import pytest
 
 from dialer.localredis import free_port
+from dialer.switch import Switch
 from tests.e2e.conftest import TEST_PROCESS_ENV
 from tests.worker.polling import wait_until
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-PROCESSES = ("sim", "worker", "scheduler", "api", "dashboard")
+PROCESSES = ("sim", "worker", "scheduler", "api", "dashboard", "webhooks")
 TOKEN = "honcho-test-token"
 
 
@@ -76,6 +77,7 @@ def test_honcho_starts_the_procfile_runs_a_campaign_and_stops_everything_on_sigt
         "DIALER_DASHBOARD_PASSWORD": "honcho-dash",
         "DIALER_AGENT_WAIT_SECONDS": "1",
         "DIALER_WORKER_DRAIN_TIMEOUT": "3",  # honcho sends SIGKILL 5 s after SIGTERM
+        "DIALER_WEBHOOK_DRAIN_TIMEOUT": "3",
     }
     # As a user would run it: settings in the .env file honcho (and the processes) read in the app root.
     (tmp_path / ".env").write_text("".join(f"{name}='{value}'\n" for name, value in settings.items()))
@@ -98,11 +100,21 @@ def test_honcho_starts_the_procfile_runs_a_campaign_and_stops_everything_on_sigt
         wait_until(lambda: up(f"http://127.0.0.1:{dashboard_port}/"), timeout=60, what=f"the dashboard\n{output()}")
         wait_until(lambda: redis_client.exists("rq:workers"), timeout=60, what=f"the worker\n{output()}")
 
+        # an agent: its browser registered to the switch, logged in and ready through the API
+        control = Switch("127.0.0.1", sim_port, "ClueCon", name="control", events=("HEARTBEAT",))
+        assert control.start(wait=10)
+        agents = [{"id": "5001", "answer_ms": 50, "talk_ms": 100}]
+        assert control.api("sim scenario " + json.dumps({"agents": agents}), timeout=5).startswith("+OK")
+        control.stop()
+        assert http("PUT", f"{api}/agents/5001", {"group": "default"})[0] == 200
+        assert http("POST", f"{api}/agents/5001/login")[0] == 200
+        assert http("POST", f"{api}/agents/5001/ready")[1]["state"] == "available"
+
         config = {"id": "honcho", "caller_id_number": "+12125550100", "gateway": "pstn", "ring_timeout": 5}
         config |= {"max_attempts": 1, "calling_window": {"start": "00:00", "end": "23:59:59"}}
         assert http("POST", f"{api}/campaigns", config)[0] == 201
         numbers = {"busy": "+12125550486", "invalid": "+12125550404", "rejected": "+12125550603"}
-        numbers["abandoned"] = "+12125550100"  # answers; there is no agent
+        numbers["completed"] = "+12125550100"  # answers, talks to the agent
         contacts = [{"contact_id": name, "number": number} for name, number in numbers.items()]
         status, intake = http("POST", f"{api}/campaigns/honcho/contacts", {"contacts": contacts})
         assert (status, intake["accepted"]) == (200, 4), intake
@@ -113,7 +125,7 @@ def test_honcho_starts_the_procfile_runs_a_campaign_and_stops_everything_on_sigt
 
         wait_until(completed, timeout=90, what=f"the campaign completed\n{output()}")
         final = http("GET", f"{api}/campaigns/honcho/status")[1]
-        assert final["contacts_by_outcome"] == {"busy": 1, "invalid-number": 1, "rejected": 1, "abandoned": 1}
+        assert final["contacts_by_outcome"] == {"busy": 1, "invalid-number": 1, "rejected": 1, "completed": 1}
 
         text = output()
         pids = {int(line.split("pid=")[1].rstrip(")")) for line in text.splitlines() if "started (pid=" in line}

@@ -129,7 +129,7 @@ def test_the_api_serves_system_metrics_to_a_bearer_token_only(redis_client: redi
     url = redis_client.connection_pool.connection_kwargs
     store = Store(redis_client)
     ready_agents(store, "2001", "2002")
-    store.set_agent_unavailable("2002", AgentState.PAUSED)
+    store.agent_action("2002", AgentState.PAUSED, [AgentState.AVAILABLE], "lunch")
     settings = load_settings(redis_url=f"redis://{url['host']}:{url['port']}/{url.get('db', 0)}", api_tokens=["tok"])
     client = TestClient(app_from_settings(settings))
     assert client.get("/metrics").status_code == 401

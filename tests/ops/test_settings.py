@@ -85,7 +85,9 @@ def test_a_bad_setting_is_named_with_the_reason(env: dict[str, str], expected: s
     assert result.stdout == ""
 
 
-@pytest.mark.parametrize("command", ["worker", "scheduler", "api", "sim", "status", "dashboard", "agent", "campaign"])
+@pytest.mark.parametrize(
+    "command", ["worker", "scheduler", "api", "sim", "status", "dashboard", "agent", "campaign", "webhooks"]
+)
 def test_every_command_that_reads_settings_refuses_a_bad_one_with_status_2(command: str, tmp_path: Path) -> None:
     args = {"agent": ["agent", "list"], "campaign": ["campaign", "list"], "status": ["status", "--once"]}
     env = {"DIALER_REDIS_URL": "http://nowhere", "DIALER_DASHBOARD_PASSWORD": "x", "DIALER_API_TOKENS": '["t"]'}

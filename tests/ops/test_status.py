@@ -40,7 +40,7 @@ def test_status_once_shows_campaigns_workers_agents_and_calls_in_progress(
     store.add_agent("1001", "sales", "user/1001")
     store.set_agent_ready("1001")
     store.add_agent("1002", "sales", "user/1002")
-    store.set_agent_unavailable("1002", AgentState.PAUSED)
+    store.agent_action("1002", AgentState.PAUSED, [AgentState.OFFLINE], "lunch")
     store.claim("spring:k1:1", {"state": "ringing", "owner": "status-w1", "gateway": "pstn"})
     store.claim("spring:k2:1", {"state": "bridged", "owner": "gone-w9", "gateway": "pstn", "agent": "1001"})
     store.expire_lease("spring:k2:1")  # its worker died: the reaper will adopt it

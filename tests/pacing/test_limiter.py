@@ -186,6 +186,43 @@ def test_a_full_queue_gets_the_limit_less_the_margin_even_when_waiters_wake_late
     assert achieved_rate(times) >= 0.95 * cps
 
 
+def test_an_originate_held_up_past_the_tolerance_takes_a_fresh_token(
+    redis_client: redis.Redis, clock: FakeClock
+) -> None:
+    pacer = fake_pacer(
+        redis_client, clock, global_cps=20.0, margin=0.03, gateways={"pstn": GatewayLimits(max_concurrent=5)}
+    )
+    permit = pacer.acquire(pacer.request("c1", "pstn", "a"))
+    assert permit.lease_keys == (calls_key("gateway", "pstn"),)
+    clock.advance(0.010)  # within tau (15 ms at 3%): the grant still stands
+    assert pacer.fresh(permit) is permit
+    clock.advance(0.010)
+    tat = redis_client.get(GLOBAL_CPS)
+    renewed = pacer.fresh(permit)
+    assert redis_client.get(GLOBAL_CPS) != tat  # another token was taken
+    assert renewed.lease_keys == permit.lease_keys  # the concurrency lease is the one held already
+    assert renewed.originate_by == pytest.approx(clock.monotonic() + 0.015)
+
+
+@pytest.mark.parametrize("refresh", [False, True])
+def test_without_fresh_tokens_one_late_originate_breaks_the_window(
+    redis_client: redis.Redis, clock: FakeClock, refresh: bool
+) -> None:
+    """At 20 CPS the grants are 51.5 ms apart; the first originate leaves 40 ms after its grant (a starved
+    worker), the others on time. Sent on its old grant it lands 21 originates in one second; a fresh token
+    puts it back in the schedule."""
+    pacer = fake_pacer(redis_client, clock, global_cps=20.0, margin=0.03)
+    first = pacer.acquire(pacer.request("c0", "pstn", "a"))
+    clock.advance(0.040)
+    if refresh:
+        pacer.fresh(first)
+    sent = [clock.monotonic()]
+    for n in range(1, 30):
+        pacer.acquire(pacer.request(f"c{n}", "pstn", "a"))
+        sent.append(clock.monotonic())
+    assert (max_in_any_window(sent) > 20) is not refresh
+
+
 # ---------------------------------------------------------------------- all or nothing
 
 

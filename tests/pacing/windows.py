@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 
@@ -27,3 +28,11 @@ def achieved_rate(times: Iterable[float]) -> float:
     if len(ordered) < 2 or ordered[-1] == ordered[0]:
         return 0.0
     return (len(ordered) - 1) / (ordered[-1] - ordered[0])
+
+
+def shortest_span(times: Iterable[float], count: int) -> float:
+    """The shortest time from the first to the last of ``count`` consecutive times (inf if fewer). For
+    ``count = limit + 1`` it is at least the window's length exactly when no window holds more than
+    ``limit`` (see ``max_in_any_window``), and the excess is the room that was left for timing jitter."""
+    ordered = sorted(times)
+    return min((last - first for first, last in zip(ordered, ordered[count - 1 :], strict=False)), default=math.inf)

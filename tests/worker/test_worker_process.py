@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,12 +18,14 @@ from rq.queue import Queue
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 
+from tests.e2e.conftest import Sim, sim
 from tests.worker.polling import wait_until
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 JOBS = "tests.worker.jobs_for_tests"
+__all__ = ["sim"]  # the simulator fixture
 
 
 @pytest.fixture
@@ -31,11 +34,13 @@ def queue(redis_client: redis.Redis) -> Queue:
 
 
 @pytest.fixture
-def start_worker(redis_url: str) -> Iterator[Callable[..., subprocess.Popen[str]]]:
+def start_worker(redis_url: str, sim: Sim) -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """A worker process; connected to a simulator, since a worker takes no job while no switch is connected."""
     procs: list[subprocess.Popen[str]] = []
+    switch = json.dumps([{"name": "sim", "host": "127.0.0.1", "port": sim.port}])
 
     def start(*options: str) -> subprocess.Popen[str]:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "DIALER_FREESWITCH": switch}
         argv = [sys.executable, "-m", "dialer.cli", "worker", "--redis-url", redis_url, *options]
         proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         procs.append(proc)
