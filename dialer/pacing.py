@@ -7,7 +7,7 @@ another gateway is another originate: it paces again, on the new gateway.
 
 Rate limit: GCRA (the "virtual scheduling" form of a token bucket), times in Redis microseconds.
 For a limit of ``c`` calls per second and a safety ``margin`` ``m`` (``DIALER_PACING_MARGIN``), the
-emission interval is ``T = (1 + m) / c`` and the lateness tolerance ``tau = m / 2`` seconds. Each
+emission interval is ``T = (1 + m) / c`` and the lateness tolerance ``tau = m / 4`` seconds. Each
 limit keeps one number, its theoretical arrival time ``TAT``. A call is granted at Redis time ``t``
 only if ``t >= TAT`` for every limit; then each limit's ``TAT`` becomes ``TAT + T`` if the grant was
 at most ``tau`` late (``TAT >= t - tau``), else ``t + T`` (an idle limit starts afresh, with no credit).
@@ -15,12 +15,14 @@ at most ``tau`` late (``TAT >= t - tau``), else ``t + T`` (an idle limit starts 
 Why no one-second window can hold more than ``ceil(c)`` originates (write ``n = ceil(c)``): take
 grants ``t_k`` and ``t_{k+n}`` of one limit. After grant ``k``, ``TAT >= t_k - tau + T`` (either
 branch), each later grant adds at least ``T``, and grant ``k+n`` needs ``t_{k+n} >= TAT``. Hence
-``t_{k+n} - t_k >= n*T - tau >= (1 + m) - m/2 = 1 + m/2`` seconds: any ``n + 1`` grants span more
-than one second, with at least ``m/2`` to spare for the delivery jitter between the grant and the
-switch receiving the originate (a worker's scheduling, the claim, the ESL write). In the usual case
+``t_{k+n} - t_k >= n*T - tau >= (1 + m) - m/4 = 1 + 3m/4`` seconds: any ``n + 1`` grants span more
+than one second, with at least ``3m/4`` (22.5 ms at 3%) to spare for the delivery delay between the
+grant and the switch receiving the originate (a worker's scheduling, the claim, the ESL write); an
+originate that would leave later takes fresh tokens (``Pacer.fresh``). In the usual case
 the spare is larger: after an idle spell the first ``n + 1`` grants span ``n*T >= 1 + m``, and a
 saturated limit's grants span ``n*T`` minus the (sub-millisecond) lateness of the earliest one.
-``tau`` lets waiters wake a little late without the lateness adding up from grant to grant, so under
+``tau`` lets waiters wake a little late (7.5 ms at 3%: more than gevent's lateness on a busy worker,
+while most of the margin stays for delivery) without the lateness adding up from grant to grant, so under
 a full queue the achieved rate is ``c / (1 + m)`` (97% of the limit with the default 3%). A plain
 token bucket of capacity ``c`` would allow ``2c`` in a window that straddles a refill; here the
 burst is one call.
@@ -150,15 +152,23 @@ class PacingConfig:
 
 @dataclass(frozen=True)
 class Rate:
-    """One CPS limit as the script sees it: emission interval and lateness tolerance, in microseconds."""
+    """One CPS limit: emission interval and lateness tolerance (the script's), and how long after its grant
+    an originate may leave (the worker's, ``Pacer.fresh``), in microseconds."""
 
     key: str
     interval_us: int
     tolerance_us: int
+    allowance_us: int
 
     @classmethod
     def of(cls, key: str, cps: float, margin: float) -> Rate:
-        return cls(key, math.ceil(1_000_000 * (1 + margin) / cps), int(1_000_000 * margin / 2))
+        tolerance = margin / 4
+        return cls(
+            key,
+            math.ceil(1_000_000 * (1 + margin) / cps),
+            int(1_000_000 * tolerance),
+            int(1_000_000 * (margin - tolerance)),
+        )
 
 
 @dataclass(frozen=True)
@@ -378,8 +388,8 @@ class Pacer:
                     metrics.paced(self._monotonic() - started, granted=True)
                     if not request.rates:
                         return permit
-                    tolerance = min(rate.tolerance_us for rate in request.rates) / 1_000_000
-                    return replace(permit, rates=request.rates, originate_by=asked + tolerance)
+                    allowance = min(rate.allowance_us for rate in request.rates) / 1_000_000
+                    return replace(permit, rates=request.rates, originate_by=asked + allowance)
                 remaining = deadline - self._monotonic()
                 pause = wait if verdict is Verdict.TOO_SOON else CAP_POLL
                 if (verdict is Verdict.TOO_SOON and wait > remaining) or remaining <= 0:
@@ -392,7 +402,7 @@ class Pacer:
 
     def fresh(self, permit: Permit, timeout: float | None = None) -> Permit:
         """The permit, with rate tokens still good for an originate sent now. The window proof above allows
-        ``tau`` between a grant and the switch receiving the originate; a worker held up longer (starved
+        ``3m/4`` between a grant and the switch receiving the originate; a worker held up longer (starved
         of CPU, a slow claim) must not send it on an old grant, or two grants' originates could arrive
         closer together than the limit allows: it takes fresh tokens (waiting as ``acquire`` does). The
         grant is timed from before the script was sent, so the check errs on the safe side."""

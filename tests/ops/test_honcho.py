@@ -4,6 +4,7 @@ runs to completed, then SIGTERM to honcho stops every process by its own shutdow
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -47,6 +48,10 @@ def up(url: str) -> bool:
     except OSError:
         return False
     return True
+
+
+def started_pids(honcho_output: str) -> set[int]:
+    return {int(line.split("pid=")[1].rstrip(")")) for line in honcho_output.splitlines() if "started (pid=" in line}
 
 
 def process_groups(pgids: set[int]) -> list[int]:
@@ -128,7 +133,7 @@ def test_honcho_starts_the_procfile_runs_a_campaign_and_stops_everything_on_sigt
         assert final["contacts_by_outcome"] == {"busy": 1, "invalid-number": 1, "rejected": 1, "completed": 1}
 
         text = output()
-        pids = {int(line.split("pid=")[1].rstrip(")")) for line in text.splitlines() if "started (pid=" in line}
+        pids = started_pids(text)
         assert len(pids) == len(PROCESSES), text
         honcho.send_signal(signal.SIGTERM)
         assert honcho.wait(timeout=30) == 128 + signal.SIGTERM, output()  # honcho's way to say it was stopped
@@ -136,6 +141,11 @@ def test_honcho_starts_the_procfile_runs_a_campaign_and_stops_everything_on_sigt
         if honcho.poll() is None:
             os.killpg(honcho.pid, signal.SIGKILL)
             honcho.wait(timeout=10)
+        # honcho starts each process in a session of its own: a failed run must not leave them behind to
+        # take jobs from a later test's Redis on a reused port
+        for pgid in started_pids(output()):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
     text = output()
     for name in PROCESSES:  # each ended by its own SIGTERM handling, before honcho's SIGKILL
         assert f"{name}.1 stopped (rc=0)" in text, text

@@ -32,9 +32,9 @@ def test_the_customers_own_answers_are_not(cause: str | None, sip_status: int | 
     assert not is_network_failure(cause, sip_status)
 
 
-def test_a_rate_is_an_interval_with_the_margin_and_half_of_it_as_tolerance() -> None:
-    assert Rate.of("k", 20.0, 0.03) == Rate("k", 51_500, 15_000)
-    assert Rate.of("k", 3.0, 0.0) == Rate("k", 333_334, 0)  # rounded up: never faster than the limit
+def test_a_rate_is_an_interval_with_the_margin_a_quarter_of_it_as_tolerance_the_rest_for_delivery() -> None:
+    assert Rate.of("k", 20.0, 0.03) == Rate("k", 51_500, 7_500, 22_500)
+    assert Rate.of("k", 3.0, 0.0) == Rate("k", 333_334, 0, 0)  # rounded up: never faster than the limit
 
 
 def test_pacing_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
