@@ -85,7 +85,7 @@ class DialOptions:
     hangup_grace: float = 10.0  # after a deadline, how long the switch has to report the hangup
     #: A call that heard nothing for this long asks the switch whether its customer leg still exists: a lost
     #: hangup event must not keep a finished call (and its agent) open until ``max_call_seconds``.
-    quiet_check: float = 10.0
+    quiet_check: float = 30.0
     max_call_seconds: float = 4 * 3600
     #: Exceptions that mean "this process is shutting down": the call is handed back, not hung up.
     hand_back_on: tuple[type[BaseException], ...] = ()

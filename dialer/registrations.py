@@ -85,8 +85,9 @@ class RegistrationTracker:
             return
         ready = (AgentState.AVAILABLE.value, AgentState.WRAP_UP.value)
         try:
-            stale = [a["id"] for a in self.store.agents() if a.get("registered") == "0" and a.get("state") in ready]
-            for agent_id in stale:
+            for agent_id in self.store.unregistered_agents():
+                if self.store.agent(agent_id).get("state") not in ready:
+                    continue
                 contact = switch.api(dialstring.sofia_contact(agent_id, self.domain), switch.command_timeout)
                 if not contact.startswith("error/"):
                     self._record(agent_id, True, contact)

@@ -80,6 +80,7 @@ class Runtime:
             hold_music=settings.hold_music,
             abandon_message=settings.abandon_message,
             command_timeout=settings.esl_command_timeout,
+            quiet_check=settings.call_quiet_check_seconds,
             hand_back_on=(ShutdownRequested,),
             events_filtered_by_worker=True,
         )

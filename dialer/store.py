@@ -7,6 +7,7 @@ Every key the dialer writes, in one place:
     dialer:inflight                    zset    call_id -> lease expiry (Redis time, seconds); owners renew,
                                                anyone may adopt an expired one and reconcile it
     dialer:agents                      set     agent ids
+    dialer:agents:unregistered         set     agents whose phone was last reported unregistered
     dialer:agent:<id>                  hash    id, group, endpoint, state (``AgentState``), call, missed (in a
                                                row), pause_reason, pending (pause/log-out asked for during a
                                                call) and pending_reason, registered (1/0; '' = not yet known),
@@ -47,6 +48,7 @@ from dialer.esl import dialstring
 PREFIX = "dialer"
 INFLIGHT = f"{PREFIX}:inflight"
 AGENTS = f"{PREFIX}:agents"
+UNREGISTERED = f"{PREFIX}:agents:unregistered"
 LOG_MAXLEN = 200
 POOL_SIZE = 32  # connections per process: Redis answers in microseconds, so a few dozen serve 1,000s of calls
 
@@ -206,7 +208,10 @@ redis.call('DEL', KEYS[2])
 local missed = 0
 if ARGV[3] == '1' then missed = redis.call('HINCRBY', KEYS[1], 'missed', 1)
 else redis.call('HSET', KEYS[1], 'missed', 0) end
-if ARGV[5] == '1' then redis.call('HSET', KEYS[1], 'registered', '0') end
+if ARGV[5] == '1' then
+  redis.call('HSET', KEYS[1], 'registered', '0')
+  redis.call('SADD', 'dialer:agents:unregistered', redis.call('HGET', KEYS[1], 'id'))
+end
 local pending, pending_reason = unpack(redis.call('HMGET', KEYS[1], 'pending', 'pending_reason'))
 redis.call('HSET', KEYS[1], 'call', '', 'pending', '', 'pending_reason', '', 'offer', '', 'offer_decision', '')
 local wrap_up = tonumber(ARGV[2])
@@ -253,11 +258,29 @@ _REGISTRATION = (
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'registered', ARGV[1], 'contact', ARGV[2], 'registration_at', ARGV[3])
+local id = redis.call('HGET', KEYS[1], 'id')
+if ARGV[1] == '0' then redis.call('SADD', 'dialer:agents:unregistered', id)
+else redis.call('SREM', 'dialer:agents:unregistered', id) end
 local state = redis.call('HGET', KEYS[1], 'state')
 if state == 'available' or state == 'wrap-up' then set_state(KEYS[1], state, now, '') end
 return 1
 """
 )
+
+# No KEYS (every agent is looked at). Agents in a busy state whose lease is gone: their worker died. One
+# script rather than a read of every agent by every worker's reaper every few seconds (thousands of replies
+# parsed in Python held up the worker's calls).
+_ORPHANS = """
+local orphans = {}
+for _, id in ipairs(redis.call('SMEMBERS', 'dialer:agents')) do
+  local state = redis.call('HGET', 'dialer:agent:' .. id, 'state')
+  if (state == 'reserved' or state == 'ringing' or state == 'on-call')
+     and redis.call('EXISTS', 'dialer:agent:' .. id .. ':lease') == 0 then
+    table.insert(orphans, id)
+  end
+end
+return orphans
+"""
 
 # KEYS: agent lease, agent hash. ARGV: call_id, state. The agent's state follows its call (ringing,
 # on-call) only while the call holds it.
@@ -351,6 +374,7 @@ class Store:
         self._registration = client.register_script(_REGISTRATION)
         self._decide = client.register_script(_DECIDE)
         self._renew_agent = client.register_script(_RENEW_AGENT)
+        self._orphans = client.register_script(_ORPHANS)
 
     @classmethod
     def from_url(
@@ -534,18 +558,9 @@ class Store:
 
     def free_orphaned_agents(self) -> list[str]:
         """Agents left reserved/ringing/on-call by a dead worker (lease expired) take calls again."""
-        # Two pipelined round trips for all agents, not one per agent: every worker's reaper runs this every
-        # few seconds, and with thousands of agents the per-agent reads cost a worker more than its calls.
-        ids = sorted(_text(x) for x in self.redis.smembers(AGENTS))
-        pipe = self.redis.pipeline(transaction=False)
-        for agent_id in ids:
-            pipe.hget(agent_key(agent_id), "state")
-        held_states = {state.value for state in BUSY_STATES}
-        held = [a for a, state in zip(ids, pipe.execute(), strict=True) if state and _text(state) in held_states]
-        for agent_id in held:
-            pipe.exists(agent_lease_key(agent_id))
-        return [
-            agent_id
-            for agent_id, leased in zip(held, pipe.execute() if held else [], strict=True)
-            if not leased and self.release_agent(agent_id, "")
-        ]
+        orphans = sorted(_text(x) for x in self._orphans())
+        return [agent_id for agent_id in orphans if self.release_agent(agent_id, "")]
+
+    def unregistered_agents(self) -> list[str]:
+        """Agents last known unregistered (``dialer.registrations`` asks the switch about them again)."""
+        return sorted(_text(x) for x in self.redis.smembers(UNREGISTERED))

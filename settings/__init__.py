@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     hold_music: str | None = Field("local_stream://moh", pattern=r"^[A-Za-z0-9_.:/@+#*~-]{1,256}$")
     abandon_message: str | None = Field(None, pattern=r"^[A-Za-z0-9_.:/@+#*~-]{1,256}$")
     call_lease_seconds: float = Field(30.0, ge=3, description="a dead worker's calls are adopted after this")
+    call_quiet_check_seconds: float = Field(
+        30.0, gt=0, le=3600, description="a call that heard nothing this long asks the switch if its leg still exists"
+    )
     reaper_interval_seconds: float = Field(5.0, gt=0)
     worker_concurrency: int = Field(500, ge=1, le=10000)
     worker_drain_timeout: float = Field(20.0, ge=0, description="after SIGTERM, calls get this long to finish")

@@ -84,9 +84,11 @@ def test_an_unregistered_agent_is_never_reserved_and_comes_back_when_it_register
     ready(agents, "a1")
     assert store.set_registration("a1", False)
     assert agents.get("a1").registered is False
+    assert store.unregistered_agents() == ["a1"]  # the ones the workers ask the switch about again
     assert store.reserve_agent("default", "c1") is None
     assert not store.set_registration("stranger", True)  # only agents we know
     store.set_registration("a1", True, "sofia/internal/sip:a1@10.0.0.5")
+    assert store.unregistered_agents() == []
     assert store.reserve_agent("default", "c1") == "a1"
     # a paused agent that registers stays paused
     store.release_agent("a1", "c1")
