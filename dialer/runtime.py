@@ -161,12 +161,7 @@ class Runtime:
         never dials, so it takes neither."""
         call_id, gateways = spec.call_id, (spec.gateway, *spec.fallback_gateways)  # in failover order
         if self._follows(call_id):
-            # This process already follows the attempt (its reaper adopted it, then RQ ran the job again): a
-            # second session would take over the first one's event route and lease, and the call would go
-            # unheard. Wait for that session instead, and report the attempt as it ended.
-            while self._follows(call_id):
-                gevent.sleep(FOLLOWED_POLL)
-            return self.store.record(call_id)
+            return self._wait_for_follower(call_id)
         switch = self.switch_for(call_id)
         agent = None
         try:
@@ -174,6 +169,9 @@ class Runtime:
                 if spec.dial_mode is not DialMode.PREDICTIVE:
                     agent = self._agent_first(spec, switch)
                 spec = self._pace(spec, gateways)
+            elif self._follows(call_id):  # this process's reaper began adopting it while we looked
+                return self._wait_for_follower(call_id)
+            # From here to ``active`` nothing yields: the reaper cannot start adopting the call in between.
             session = CallSession(spec, switch, self.store, self.options, reserved_agent=agent)
             session.on_progress = on_progress
             tried = [spec.gateway]
@@ -310,6 +308,14 @@ class Runtime:
         """Whether a session of this process follows the call, or is about to (an adoption under way)."""
         return call_id in self.active or call_id in self.adopting
 
+    def _wait_for_follower(self, call_id: str) -> dict[str, str]:
+        """This process already follows the attempt (its reaper adopted it, then RQ ran the job again): a
+        second session would take over the first one's event route and lease, and the call would go
+        unheard. Wait for that session instead (it ends with the call), and report the attempt as it ended."""
+        while self._follows(call_id):
+            gevent.sleep(FOLLOWED_POLL)
+        return self.store.record(call_id)
+
     # ------------------------------------------------------------------ loops
 
     def _lease_loop(self) -> None:
@@ -329,6 +335,7 @@ class Runtime:
             try:
                 for call_id in self.store.expired():
                     if not self._follows(call_id):
+                        self.adopting.add(call_id)  # at once, not when the greenlet starts: a job run now waits
                         gevent.spawn(self._adopt_safely, call_id)
                 self.store.free_orphaned_agents()
             except Exception:
