@@ -15,7 +15,7 @@ each originate reached the switch), never from the dialer's own counters:
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench.bench_worker import agents, outcomes, payload, percentile, ready_agents
@@ -52,7 +52,7 @@ class Result:
     duration: float  # first to last originate, s
     by_worker: dict[str, int]
     outcomes: dict[str, int]
-    delays: list[float]  # ms, claim of the attempt (Redis time, just after its grant) -> the switch receiving it
+    delays: list[float] = field(repr=False)  # ms, claim of the attempt (Redis time, just after its grant) -> the switch receiving it
 
 
 def scenario() -> dict[str, Any]:

