@@ -52,7 +52,8 @@ class Result:
     duration: float  # first to last originate, s
     by_worker: dict[str, int]
     outcomes: dict[str, int]
-    delays: list[float] = field(repr=False)  # ms, claim of the attempt (Redis time, just after its grant) -> the switch receiving it
+    # ms, claim of the attempt (Redis time, just after its grant) -> the switch receiving it
+    delays: list[float] = field(repr=False)
 
 
 def scenario() -> dict[str, Any]:
