@@ -18,7 +18,7 @@ import pytest
 from dialer.callmodel import CallSpec, leg_uuid
 from dialer.esl.errors import ConnectionLost
 from dialer.runtime import Runtime
-from dialer.store import AgentState
+from dialer.store import AgentState, call_log_key
 from settings import FreeSwitchNode
 from tests.worker.polling import wait_until
 
@@ -117,6 +117,10 @@ def test_answer_with_no_free_agent_is_abandoned_within_the_window(sim: Sim, make
     assert record["outcome"] == "abandoned"
     waited = float(record["ended_at"]) - float(record["answered_at"])
     assert waited < 2.0, f"the customer waited {waited:.2f} s for nobody"
+    # The answer, held back to go with the agent search's first write, is written when no agent is free,
+    # not with the abandonment half a second later (stream ids carry Redis' time of the write, in ms).
+    written = {f[b"event"]: int(i.split(b"-")[0]) for i, f in runtime.store.redis.xrange(call_log_key("e2e:c-ab:1"))}
+    assert written[b"abandoned"] - written[b"answer"] >= 400
 
 
 def test_agent_who_does_not_answer_is_skipped_for_the_next(sim: Sim, make_runtime: Any) -> None:
