@@ -146,11 +146,15 @@ class CallSession:
 
     # ------------------------------------------------------------------ logging and records
 
-    def _log(self, message: str, **extra: Any) -> None:
+    def _log(self, message: str, level: int = logging.INFO, **extra: Any) -> None:
+        """A line with the call's id, attempt, uuid, state and cause. Routine steps are DEBUG: at INFO a
+        call that goes well is one line (``call ended``), and every step is in its Redis log anyway."""
+        if not log.isEnabledFor(level):
+            return
         fields = {"call_id": self.call_id, "attempt": self.spec.attempt, "uuid": self.uuid, "state": self.state.value}
         fields["cause"] = self.hangup.cause if self.hangup else ""
         fields.update(extra)
-        log.info(message, extra=fields)
+        log.log(level, message, extra=fields)
 
     def _note(self, event: str, **fields: str) -> None:
         """Add a line to the call's log stream (what an operator reads with ``dialer call --wait``)."""
@@ -187,7 +191,7 @@ class CallSession:
             self.pending = (record, [StreamAdd(call_log_key(self.call_id), note, LOG_MAXLEN), *also])
         else:
             self._write(record, note, also)
-        self._log("call state", trigger=trigger.value)
+        self._log("call state", logging.DEBUG, trigger=trigger.value)
 
     def _webhook(self, kind: str, record: dict[str, str], data: dict[str, str]) -> list[Write]:
         """The webhook event for the campaign's CRM, written with the change it reports (``record`` gets the
@@ -537,7 +541,7 @@ class CallSession:
             self._write({"agent_answered_at": answered_at}, {"event": "agent_answer", "agent": self.agent})
         elif event.name == "CHANNEL_HANGUP_COMPLETE":
             if self.bridged:
-                self._log("agent hung up first; ending the call")
+                self._log("agent hung up first; ending the call", logging.DEBUG)
                 self._kill(self.uuid, "NORMAL_CLEARING")
                 self._release_agent(missed=False)
             elif not self.agent_answered:

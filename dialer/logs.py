@@ -1,6 +1,6 @@
 """Log lines of every ``dialer`` process, in one of two formats (``DIALER_LOG_FORMAT``):
 
-- ``kv`` (default), for people: ``2024-05-01 12:00:00,123 INFO dialer.dial: call state call_id='c:k:1' ...``
+- ``kv`` (default), for people: ``2024-05-01 12:00:00,123 INFO dialer.dial: call ended call_id='c:k:1' ...``
 - ``json``, for log shippers: one object a line, ``{"ts": ..., "level": ..., "logger": ..., "msg": ..., ...}``.
 
 Either way the record's ``extra=`` fields (call_id, attempt, uuid, state, cause ...) are part of the line.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 from collections import Counter
 from dataclasses import replace
 from typing import Any
@@ -46,6 +47,21 @@ def test_answered_call_is_bridged_to_an_agent_and_every_step_is_recorded(sim: Si
     agent = runtime.store.agent("1001")
     assert agent["state"] in (AgentState.AVAILABLE.value, AgentState.WRAP_UP.value)
     assert runtime.store.in_flight() == []
+
+
+def test_a_call_that_goes_well_logs_one_info_line_and_its_steps_at_debug(
+    sim: Sim, make_runtime: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    sim.scenario(agents=[{"id": "1001", "answer_ms": 0, "talk_ms": 100}])
+    runtime = make_runtime()
+    ready_agents(runtime.store, "1001")
+    with caplog.at_level(logging.DEBUG, logger="dialer.dial"):
+        assert runtime.place(spec("c-log"))["outcome"] == "completed"
+    mine = [r for r in caplog.records if r.name == "dialer.dial" and getattr(r, "call_id", "") == "e2e:c-log:1"]
+    assert [r.getMessage() for r in mine if r.levelno >= logging.INFO] == ["call ended"]
+    assert {r.getMessage() for r in mine if r.levelno == logging.DEBUG} >= {"call state"}
+    ended = next(r for r in mine if r.getMessage() == "call ended")
+    assert (ended.attempt, ended.state, ended.cause) == (1, "ended", "NORMAL_CLEARING")
 
 
 @pytest.mark.parametrize(
