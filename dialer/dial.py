@@ -42,7 +42,7 @@ from dialer.esl import dialstring
 from dialer.esl.errors import CommandError, ESLError, UnsafeValueError
 from dialer.esl.events import Event
 from dialer.pacing import PacingTimeout, is_network_failure
-from dialer.store import LOG_MAXLEN, AgentState, HashWrite, SetRemove, Store, StreamAdd, Write, agent_key, call_log_key
+from dialer.store import AgentState, HashWrite, SetRemove, Store, Write, agent_key, call_log_entry
 from dialer.switch import GAP, BackgroundJob, CallQueue, Switch
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ class CallSession:
         if self.pending is not None:
             held_fields, held = self.pending
             self.pending = None
-            noted = [StreamAdd(call_log_key(self.call_id), note, LOG_MAXLEN)] if note else []
+            noted = [call_log_entry(self.call_id, note)] if note else []
             fields, note, also = {**held_fields, **fields}, None, [*held, *noted, *also]
         self.store.update(self.call_id, fields, note, also)
 
@@ -188,7 +188,7 @@ class CallSession:
             also.append((agent_key(self.agent), "state", AgentState.RINGING.value))
         note = {"event": trigger.value, "state": target.value, "at": at}
         if hold:
-            self.pending = (record, [StreamAdd(call_log_key(self.call_id), note, LOG_MAXLEN), *also])
+            self.pending = (record, [call_log_entry(self.call_id, note), *also])
         else:
             self._write(record, note, also)
         self._log("call state", logging.DEBUG, trigger=trigger.value)

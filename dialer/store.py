@@ -332,6 +332,11 @@ class SetRemove:
 Write = HashWrite | StreamAdd | SetRemove
 
 
+def call_log_entry(call_id: str, note: Mapping[str, str]) -> StreamAdd:
+    """An entry of the call's log stream (what ``dialer call --wait`` prints), as a write of its own."""
+    return StreamAdd(call_log_key(call_id), note, LOG_MAXLEN)
+
+
 def _apply(pipe: Any, writes: Iterable[Write]) -> None:
     for write in writes:
         if isinstance(write, StreamAdd):
@@ -423,9 +428,7 @@ class Store:
         pipe = self.redis.pipeline(transaction=True)
         if fields:
             pipe.hset(call_key(call_id), mapping=_fields(fields))
-        if note:
-            pipe.xadd(call_log_key(call_id), dict(note), maxlen=LOG_MAXLEN, approximate=True)
-        _apply(pipe, also)
+        _apply(pipe, [call_log_entry(call_id, note), *also] if note else also)
         pipe.execute()
 
     def finish(
@@ -434,9 +437,8 @@ class Store:
         """Write the final record and drop the in-flight lease, atomically; returns the whole record."""
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(call_key(call_id), mapping=_fields(fields))
-        pipe.xadd(call_log_key(call_id), dict(note), maxlen=LOG_MAXLEN, approximate=True)
         pipe.zrem(INFLIGHT, call_id)
-        _apply(pipe, also)
+        _apply(pipe, [call_log_entry(call_id, note), *also])
         pipe.hgetall(call_key(call_id))
         return _decode(pipe.execute()[-1])
 

@@ -12,6 +12,7 @@ this process holds.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import math
 import sys
@@ -34,8 +35,6 @@ def _tune_gc() -> None:
     objects of start-up (imports, settings, the connections: ~60,000) are moved out of the collector's
     sight, and young collections run after 10,000 allocations rather than 700: p99 6-15 ms.
     """
-    import gc
-
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD)
