@@ -14,6 +14,7 @@ from rq import Queue
 from rq.job import JobStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
+from rq.suspension import resume, suspend
 
 from dialer.enqueue import CALL_QUEUE, enqueue_call
 from dialer.localredis import free_port
@@ -175,3 +176,23 @@ def test_a_worker_takes_no_call_while_no_switch_is_connected(
         late_sim.terminate()
         late_sim.wait(timeout=10)
     assert "taking jobs again" in worker.stderr_text()
+
+
+def test_a_running_worker_suspended_takes_no_call_until_resumed(
+    sim: Sim, workers: Callable[..., DialerProcess], redis_client: redis.Redis
+) -> None:
+    """``rq suspend`` is checked once per dequeue poll (1 s), not before every job: still honoured."""
+    sim.scenario(agents=[{"id": "3201", "answer_ms": 0, "talk_ms": 50}])
+    ready_agents(Store(redis_client), "3201")
+    first = enqueue_call(redis_client, payload("sus1"))
+    worker = workers("w-sus")
+    wait_until(lambda: first.get_status(refresh=True) == JobStatus.FINISHED, 30, what="the first call")
+    suspend(redis_client)
+    wait_until(lambda: "suspended" in worker.stderr_text(), 10, what="the worker saying it is suspended")
+    later = enqueue_call(redis_client, payload("sus2"))
+    time.sleep(2.0)
+    assert later.get_status(refresh=True) == JobStatus.QUEUED
+    resume(redis_client)
+    wait_until(lambda: later.get_status(refresh=True) == JobStatus.FINISHED, 30, what="the call once resumed")
+    code, stderr = worker.stop()
+    assert code == 0, stderr

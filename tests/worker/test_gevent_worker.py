@@ -15,6 +15,7 @@ from rq.job import Job, JobStatus
 from rq.queue import Queue
 from rq.registry import FailedJobRegistry, StartedJobRegistry, clean_registries
 from rq.serializers import JSONSerializer
+from rq.suspension import resume, suspend
 
 from dialer.worker import GeventWorker
 from tests.worker import jobs_for_tests
@@ -227,3 +228,63 @@ def test_a_job_left_dequeued_by_a_dead_worker_is_requeued_after_a_heartbeat_ttl(
     assert fetch(queue, stuck).get_status() == JobStatus.QUEUED
     worker.work(burst=True)
     assert statuses(queue, [stuck, later]) == [JobStatus.FINISHED, JobStatus.FINISHED]
+
+
+class CountingConnection(redis.Connection):
+    """Counts what the worker sends to Redis: one ``send_packed_command`` is one round trip."""
+
+    sent = 0
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        CountingConnection.sent += 1
+        super().send_packed_command(command, check_health)
+
+
+def test_rq_bookkeeping_costs_six_round_trips_a_job(queue: Queue) -> None:
+    """Dequeue (2), start (1), success (3: WATCH, the dependents, the transaction): the per-job worker
+    heartbeat, suspension check and ``last_heartbeat`` write of RQ's own worker are not paid per job."""
+    kwargs = queue.connection.connection_pool.connection_kwargs
+    counted = redis.Redis(connection_pool=redis.ConnectionPool(connection_class=CountingConnection, **kwargs))
+    counted_queue = Queue(queue.name, connection=counted, serializer=JSONSerializer)
+
+    def burst_of(count: int) -> int:
+        jobs = [queue.enqueue(f"{JOBS}.nap", 0, n) for n in range(count)]
+        CountingConnection.sent = 0
+        GeventWorker([counted_queue], connection=counted, concurrency=1).work(burst=True)
+        assert statuses(queue, jobs) == [JobStatus.FINISHED] * count
+        return CountingConnection.sent
+
+    # A burst's start-up and teardown cancel out; RQ's pubsub thread adds a few, depending on timing.
+    per_job = (burst_of(210) - burst_of(10)) / 200
+    assert 6 <= per_job < 6.2
+    assert_no_running_bookkeeping(queue)
+
+
+def test_a_running_job_is_started_and_its_worker_busy(queue: Queue) -> None:
+    job = queue.enqueue(f"{JOBS}.nap", 30.0)
+    worker = make_worker(queue)
+    run = gevent.spawn(worker.work, burst=True)
+    wait_until(lambda: fetch(queue, job).get_status() == JobStatus.STARTED, sleep=gevent.sleep)
+
+    started = fetch(queue, job)
+    assert started.worker_name == worker.name
+    assert started.started_at is not None
+    assert started.last_heartbeat is not None
+    assert queue.connection.hget(worker.key, "state") == b"busy"
+    assert queue.connection.llen(queue.intermediate_queue_key) == 0
+    assert StartedJobRegistry(queue=queue).get_job_ids(cleanup=False) == [job.id]
+
+    worker.drain_timeout = 0
+    worker.request_warm_shutdown()
+    assert run.get(timeout=10)
+    assert_no_running_bookkeeping(queue)
+
+
+def test_a_suspended_worker_in_burst_mode_takes_no_job(queue: Queue) -> None:
+    job = queue.enqueue(f"{JOBS}.nap", 0)
+    suspend(queue.connection)
+    assert not make_worker(queue).work(burst=True)
+    assert fetch(queue, job).get_status() == JobStatus.QUEUED
+    resume(queue.connection)
+    assert make_worker(queue).work(burst=True)
+    assert fetch(queue, job).get_status() == JobStatus.FINISHED
