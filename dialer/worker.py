@@ -5,8 +5,9 @@ worker holds hundreds of them, so here each job runs in a greenlet of the worker
 
 What RQ expects of a worker, kept for every greenlet (RQ 3 already models several executions per worker):
 
-- before a job runs, ``prepare_execution`` writes its ``Execution``, its StartedJobRegistry entry and the
-  worker's execution index; ``prepare_job_execution`` marks the job STARTED;
+- before a job runs, one pipeline (RQ's ``prepare_execution`` and ``prepare_job_execution`` together)
+  writes its ``Execution``, its StartedJobRegistry entry and the worker's execution index, and marks the
+  job STARTED;
 - while it runs, one heartbeat greenlet refreshes, every ``job_monitoring_interval`` seconds and in one
   pipeline, the worker key and each running job's execution, registry scores and ``last_heartbeat``, so
   that ``StartedJobRegistry.cleanup`` (run by any worker's maintenance) never takes a running job for an
