@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import redis
 
 from dialer.campaigns.models import CampaignConfig, CampaignState, ContactState
-from dialer.campaigns.state import CampaignRedis
+from dialer.campaigns.state import CampaignRedis, campaign_key, contact_key, decode, text
 from dialer.store import call_key
 
 if TYPE_CHECKING:  # the call runtime (gevent) stays out of the API and CLI processes
@@ -28,34 +28,48 @@ def load_config(state: CampaignRedis, campaign: str) -> CampaignConfig | None:
     return None if raw is None else CampaignConfig.model_validate_json(raw)
 
 
-def settle_call(state: CampaignRedis, campaign: str, contact_id: str, attempt: int, outcome: str) -> int:
-    """Apply a call's final outcome to its contact once: retry after the policy's delay, or final."""
-    config = load_config(state, campaign)
-    contact = state.contact(campaign, contact_id)
-    if config is None or not contact:
+def settle_call(
+    state: CampaignRedis, campaign: str, contact_id: str, attempt: int, outcome: str, call_id: str | None = None
+) -> int:
+    """Apply a call's final outcome to its contact once: retry after the policy's delay, or final.
+    ``call_id``: only if the contact's current attempt is that call."""
+    with state.redis.pipeline(transaction=False) as pipe:  # one round trip
+        pipe.hget(campaign_key(campaign), "config")
+        pipe.hgetall(contact_key(campaign, contact_id))
+        config, raw_contact = pipe.execute()
+    contact = decode(raw_contact)
+    if config is None or not contact or (call_id is not None and contact.get("call_id") != call_id):
         return 0
     calls = int(contact.get("calls", "0")) + 1
     earlier = int(contact.get(f"tries:{outcome}", "0"))
-    delay = config.retry_policy().retry_delay(outcome, calls, earlier)
+    delay = CampaignConfig.model_validate_json(config).retry_policy().retry_delay(outcome, calls, earlier)
     return state.settle(campaign, contact_id, attempt, outcome, counted=True, retry=delay)
 
 
+def _text(value: bytes | str | None) -> str | None:
+    return None if value is None else text(value)
+
+
 def _is_campaign_call(state: CampaignRedis, spec: CallSpec) -> bool:
-    return state.contact(spec.campaign, spec.contact_id).get("call_id") == spec.call_id
+    return _text(state.redis.hget(contact_key(spec.campaign, spec.contact_id), "call_id")) == spec.call_id
 
 
 def may_dial(client: redis.Redis[bytes], spec: CallSpec) -> bool:
     """False when this attempt's campaign is paused (the contact goes back to the due set) or canceled
     (the contact is final, ``canceled``). A re-run of an attempt already claimed is always let through:
-    the call runtime reports or adopts it and never dials twice."""
-    state = CampaignRedis(client)
-    if client.exists(call_key(spec.call_id)) or not _is_campaign_call(state, spec):
+    the call runtime reports or adopts it and never dials twice. One round trip for a call that may go."""
+    with client.pipeline(transaction=False) as pipe:
+        pipe.exists(call_key(spec.call_id))
+        pipe.hget(contact_key(spec.campaign, spec.contact_id), "call_id")
+        pipe.hget(campaign_key(spec.campaign), "state")
+        claimed, call_id, campaign_state = pipe.execute()
+    if claimed or _text(call_id) != spec.call_id:
         return True
-    campaign_state = state.campaign_field(spec.campaign, "state")
-    if campaign_state == CampaignState.PAUSED:
+    state = CampaignRedis(client)
+    if _text(campaign_state) == CampaignState.PAUSED:
         state.reschedule(spec.campaign, spec.contact_id, None, ContactState.PENDING, expected_call_id=spec.call_id)
         return False
-    if campaign_state == CampaignState.CANCELED:
+    if _text(campaign_state) == CampaignState.CANCELED:
         state.settle(spec.campaign, spec.contact_id, spec.attempt, "canceled", counted=False, retry=None)
         return False
     return True
@@ -74,6 +88,4 @@ def call_finished(client: redis.Redis[bytes], spec: CallSpec, record: Mapping[st
     outcome = record.get("outcome", "")
     if not outcome:  # still owned by a live worker (a race on re-run): the scheduler's sweep settles it later
         return
-    state = CampaignRedis(client)
-    if _is_campaign_call(state, spec):
-        settle_call(state, spec.campaign, spec.contact_id, spec.attempt, outcome)
+    settle_call(CampaignRedis(client), spec.campaign, spec.contact_id, spec.attempt, outcome, spec.call_id)

@@ -20,6 +20,7 @@ from dialer.campaigns.state import CampaignRedis
 from dialer.enqueue import CALL_QUEUE
 from dialer.payload import CallPayload
 from dialer.store import Store
+from tests.counting import CountingConnection, counting_client
 from tests.e2e.conftest import ready_agents
 
 from .helpers import campaign_config, queued_payloads
@@ -248,6 +249,22 @@ def test_queued_jobs_of_a_paused_campaign_go_back_and_of_a_canceled_one_are_not_
     status = campaigns.status("spring")
     assert status.state == "canceled"
     assert status.contacts_by_state["done"] == 3
+
+
+def test_the_gate_and_the_settlement_of_a_call_cost_one_and_two_round_trips(
+    campaigns: Campaigns, redis_client: redis.Redis
+) -> None:
+    campaigns.create(campaign_config())
+    campaigns.add_contacts("spring", rows("+12125551234"))
+    campaigns.start("spring")
+    dispatcher(redis_client).run_once()
+    [spec] = [CallPayload.model_validate(p).to_spec() for p in queued_payloads(redis_client)]
+    counted = counting_client(redis_client)
+    assert may_dial(counted, spec)
+    assert CountingConnection.sent == 1
+    call_finished(counted, spec, {"outcome": "busy"})
+    assert CountingConnection.sent == 1 + 2  # what it needs to know, then the settlement itself
+    assert campaigns.contact("spring", "c0")["state"] == "retry-wait"
 
 
 def test_the_sweep_requeues_a_contact_whose_job_was_lost(campaigns: Campaigns, redis_client: redis.Redis) -> None:

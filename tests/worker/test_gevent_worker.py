@@ -18,6 +18,7 @@ from rq.serializers import JSONSerializer
 from rq.suspension import resume, suspend
 
 from dialer.worker import GeventWorker
+from tests.counting import CountingConnection, counting_client
 from tests.worker import jobs_for_tests
 from tests.worker.polling import wait_until
 
@@ -230,21 +231,10 @@ def test_a_job_left_dequeued_by_a_dead_worker_is_requeued_after_a_heartbeat_ttl(
     assert statuses(queue, [stuck, later]) == [JobStatus.FINISHED, JobStatus.FINISHED]
 
 
-class CountingConnection(redis.Connection):
-    """Counts what the worker sends to Redis: one ``send_packed_command`` is one round trip."""
-
-    sent = 0
-
-    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        CountingConnection.sent += 1
-        super().send_packed_command(command, check_health)
-
-
 def test_rq_bookkeeping_costs_six_round_trips_a_job(queue: Queue) -> None:
     """Dequeue (2), start (1), success (3: WATCH, the dependents, the transaction): the per-job worker
     heartbeat, suspension check and ``last_heartbeat`` write of RQ's own worker are not paid per job."""
-    kwargs = queue.connection.connection_pool.connection_kwargs
-    counted = redis.Redis(connection_pool=redis.ConnectionPool(connection_class=CountingConnection, **kwargs))
+    counted = counting_client(queue.connection)
     counted_queue = Queue(queue.name, connection=counted, serializer=JSONSerializer)
 
     def burst_of(count: int) -> int:
