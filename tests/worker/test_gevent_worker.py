@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 from typing import Any
@@ -278,3 +279,21 @@ def test_a_suspended_worker_in_burst_mode_takes_no_job(queue: Queue) -> None:
     resume(queue.connection)
     assert make_worker(queue).work(burst=True)
     assert fetch(queue, job).get_status() == JobStatus.FINISHED
+
+
+def test_rq_logs_no_line_of_its_own_per_successful_job_at_info(queue: Queue, caplog: pytest.LogCaptureFixture) -> None:
+    def lines_naming(jobs: list[Job]) -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.name == "rq.worker" and any(j.id in r.getMessage() for j in jobs)]
+
+    caplog.set_level(logging.INFO)
+    quiet = [queue.enqueue(f"{JOBS}.nap", 0, n) for n in range(3)]
+    make_worker(queue).work(burst=True)
+    assert statuses(queue, quiet) == [JobStatus.FINISHED] * 3
+    assert lines_naming(quiet) == []
+
+    caplog.set_level(logging.DEBUG, logger="rq.worker")
+    shown = [queue.enqueue(f"{JOBS}.nap", 0, n) for n in range(3)]
+    make_worker(queue).work(burst=True)
+    completed = [r for r in lines_naming(shown) if r.getMessage().startswith("Successfully completed")]
+    assert len(completed) == 3
+    assert {r.levelname for r in completed} == {"DEBUG"}
