@@ -142,7 +142,9 @@ class CallSession:
         self.ended_from = CallState.QUEUED  # the state the customer leg was in when it ended
         self.hanging_up: str | None = None  # the cause we hung the customer leg up with (asked again if it lingers)
         self.webhook_seq = 0  # webhook events of this call so far (kept in the record, for an adopter)
-        self.pending: tuple[dict[str, str], list[Write]] | None = None  # a record write held back: see ``_write``
+        # record writes held back (see ``_write``): the record's fields, then its log entries and what rides along
+        self.held_fields: dict[str, str] = {}
+        self.held: list[Write] = []
 
     # ------------------------------------------------------------------ logging and records
 
@@ -158,24 +160,43 @@ class CallSession:
 
     def _note(self, event: str, **fields: str) -> None:
         """Add a line to the call's log stream (what an operator reads with ``dialer call --wait``)."""
-        self._write({}, {"event": event, "at": _now(), **fields})
+        self._write({}, {"event": event, "at": _now(), **fields}, hold=True)
 
-    def _write(self, fields: dict[str, str], note: dict[str, str] | None, also: list[Write] | None = None) -> None:
-        """Update the record, with the write ``_move(..., hold=True)`` held back before it, in one round trip."""
-        also = also or []
-        if self.pending is not None:
-            held_fields, held = self.pending
-            self.pending = None
-            noted = [call_log_entry(self.call_id, note)] if note else []
-            fields, note, also = {**held_fields, **fields}, None, [*held, *noted, *also]
-        self.store.update(self.call_id, fields, note, also)
+    def _write(
+        self,
+        fields: dict[str, str],
+        note: dict[str, str] | None,
+        also: list[Write] | None = None,
+        *,
+        hold: bool = False,
+    ) -> None:
+        """Update the record. ``hold``: later, with the next write not held, or once the call has handled the
+        events it has (``_follow`` flushes before it waits), or with the final record: what a call does in
+        response to one burst of events is one round trip. A worker killed meanwhile loses what it would have
+        lost had it died a moment earlier, before those events: its adopter asks the switch."""
+        self.held_fields.update(fields)
+        if note:
+            self.held.append(call_log_entry(self.call_id, note))
+        self.held += also or []
+        if not hold:
+            self._flush()
 
-    def _move(self, trigger: Trigger, *, hold: bool = False, **fields: str) -> None:
-        """Apply a trigger; record the transition, or that it did not fit, in the call's log. ``hold``: the
-        write goes with the next one (``_write``), which must follow within the same step."""
+    def _flush(self) -> None:
+        if self.held_fields or self.held:
+            fields, writes = self._take_held()
+            self.store.update(self.call_id, fields, also=writes)
+
+    def _take_held(self) -> tuple[dict[str, str], list[Write]]:
+        held = self.held_fields, self.held
+        self.held_fields, self.held = {}, []
+        return held
+
+    def _move(self, trigger: Trigger, **fields: str) -> None:
+        """Apply a trigger; record the transition, or that it did not fit, in the call's log. Held (see
+        ``_write``), except the agent's leg: an adopter must know it to hang it up."""
         target = next_state(self.state, trigger)
         if target is None:
-            self._write({}, {"event": trigger.value, "state": self.state.value, "fit": "no"})
+            self._write({}, {"event": trigger.value, "state": self.state.value, "fit": "no"}, hold=True)
             return
         self.state = target
         at = _now()
@@ -187,10 +208,7 @@ class CallSession:
         if trigger is Trigger.AGENT_DIALLED and self.agent is not None:  # what supervisors see; the lease decides
             also.append((agent_key(self.agent), "state", AgentState.RINGING.value))
         note = {"event": trigger.value, "state": target.value, "at": at}
-        if hold:
-            self.pending = (record, [call_log_entry(self.call_id, note), *also])
-        else:
-            self._write(record, note, also)
+        self._write(record, note, also, hold=trigger is not Trigger.AGENT_DIALLED)
         self._log("call state", logging.DEBUG, trigger=trigger.value)
 
     def _webhook(self, kind: str, record: dict[str, str], data: dict[str, str]) -> list[Write]:
@@ -271,6 +289,7 @@ class CallSession:
         self.switch.unroute(*(leg for leg in (self.uuid, self.agent_uuid) if leg))
         self.store.expire_lease(self.call_id)
         self._note("handed_back", worker=self.options.worker_id)
+        self._flush()
 
     def adopt(self, record: dict[str, str]) -> dict[str, str]:
         """Finish an attempt whose worker died: ask the switch, never dial the customer again.
@@ -375,6 +394,8 @@ class CallSession:
                 else:
                     self._connect_agent()
             waiting_for_agent = self.agent_deadline is not None and self.agent is None
+            if self.queue.empty():
+                self._flush()
             try:
                 item = self.queue.get(timeout=0.05 if waiting_for_agent else 1.0)
             except Empty:
@@ -455,9 +476,8 @@ class CallSession:
         if trigger is Trigger.ANSWER:
             self.answered = True
             self.machine = (event.variable("amd_result") or "").upper() == "MACHINE"
-            # The answer is written with the agent search's first write (the agent's leg, or why there is
-            # none): answer -> agent originate is one round trip shorter.
-            self._move(trigger, hold=not self.machine, answered_at=_now())
+            # Held: written with the agent's leg, answer -> agent originate is one round trip shorter.
+            self._move(trigger, answered_at=_now())
             if self.machine:
                 self._log("answering machine; hanging up")
                 self._kill(self.uuid, "NORMAL_CLEARING")
@@ -467,11 +487,7 @@ class CallSession:
                 # does not wait for the switch's reply; answer -> agent originate is one round trip shorter.
                 gevent.spawn(self._api, dialstring.uuid_broadcast(self.uuid, self.options.hold_music, "aleg"))
             self.agent_deadline = time.monotonic() + self.options.agent_wait
-            try:
-                self._connect_agent()
-            finally:
-                if self.pending is not None:  # no agent free yet
-                    self._write({}, None)
+            self._connect_agent()
             return
         self._move(trigger)
 
@@ -538,7 +554,7 @@ class CallSession:
             # Bridge first: the customer has waited long enough; the records follow.
             self._api(dialstring.uuid_bridge(self.uuid, self.agent_uuid))
             self.store.agent_on_call(self.agent, self.call_id)
-            self._write({"agent_answered_at": answered_at}, {"event": "agent_answer", "agent": self.agent})
+            self._write({"agent_answered_at": answered_at}, {"event": "agent_answer", "agent": self.agent}, hold=True)
         elif event.name == "CHANNEL_HANGUP_COMPLETE":
             if self.bridged:
                 self._log("agent hung up first; ending the call", logging.DEBUG)
@@ -691,7 +707,9 @@ class CallSession:
         also += [shown] if shown is not None else []
         reported = {name: value for name, value in final.items() if name not in ("state", "ended_at")}
         also += self._webhook("call.ended", final, reported)
-        self.final = self.store.finish(self.call_id, final, note, also=also)
+        self._write(final, note, also, hold=True)  # with what is still held, in one round trip
+        fields, writes = self._take_held()
+        self.final = self.store.finish(self.call_id, fields, None, also=writes)
         metrics.call_ended(self.final)
         self._log("call ended", outcome=outcome.value, cause=hangup.cause, sip_status=hangup.sip_status)
 

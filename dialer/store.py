@@ -432,13 +432,13 @@ class Store:
         pipe.execute()
 
     def finish(
-        self, call_id: str, fields: Mapping[str, str], note: Mapping[str, str], also: Iterable[Write] = ()
+        self, call_id: str, fields: Mapping[str, str], note: Mapping[str, str] | None, also: Iterable[Write] = ()
     ) -> dict[str, str]:
         """Write the final record and drop the in-flight lease, atomically; returns the whole record."""
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(call_key(call_id), mapping=_fields(fields))
         pipe.zrem(INFLIGHT, call_id)
-        _apply(pipe, [call_log_entry(call_id, note), *also])
+        _apply(pipe, [call_log_entry(call_id, note), *also] if note else also)
         pipe.hgetall(call_key(call_id))
         return _decode(pipe.execute()[-1])
 
