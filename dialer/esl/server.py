@@ -20,11 +20,22 @@ _SAFE_TEXT = frozenset(chr(b) for b in range(0x21, 0x7F) if b not in _URL_UNSAFE
 DISCONNECT_TEXT = "Disconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n"
 
 
+# Encoded header values: most repeat from event to event (names, states, a leg's variables, dates to the
+# second), and encoding was 40 % of the simulator's CPU. Emptied when full, so it stays bounded.
+_encoded: dict[str, str] = {}
+_ENCODED_MAX = 50_000
+
+
 def url_encode(value: str) -> str:
     """Encode a header value the way FreeSWITCH does in plain and XML events."""
-    if _SAFE_TEXT.issuperset(value):
-        return value
-    return "".join(_ENCODE_TABLE[b] for b in value.encode())
+    encoded = _encoded.get(value)
+    if encoded is None:
+        safe = _SAFE_TEXT.issuperset(value)
+        encoded = value if safe else "".join(_ENCODE_TABLE[b] for b in value.encode())
+        if len(_encoded) >= _ENCODED_MAX:
+            _encoded.clear()
+        _encoded[value] = encoded
+    return encoded
 
 
 @dataclass(frozen=True, slots=True)

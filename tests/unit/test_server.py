@@ -121,6 +121,20 @@ def test_plain_events_encode_what_would_break_a_line() -> None:
     assert parse_event(frame).name == "CUSTOM"
 
 
+def reference_url_encode(value: str) -> str:
+    """switch_url_encode, byte by byte: printable ASCII outside SWITCH_URL_UNSAFE stays, the rest is %XX."""
+    unsafe = b'\r\n #%&+:;<=>?@[\\]^`{|}"'
+    return "".join(chr(b) if 0x20 < b < 0x7F and b not in unsafe else f"%{b:02X}" for b in value.encode())
+
+
+@given(st.lists(st.text(max_size=20), max_size=20))
+def test_url_encoding_is_freeswitchs_every_time_even_once_its_cache_empties(values: list[str]) -> None:
+    for value in values + values:
+        assert server.url_encode(value) == reference_url_encode(value)
+    server._encoded.clear()
+    assert [server.url_encode(v) for v in values] == [reference_url_encode(v) for v in values]
+
+
 def test_json_events_keep_unicode_and_body() -> None:
     data = server.event_json([("Event-Name", "BACKGROUND_JOB")], "+OK é\n")
     (frame,) = parse_frames(data)
