@@ -553,8 +553,10 @@ class CallSession:
             answered_at = _now()
             # Bridge first: the customer has waited long enough; the records follow.
             self._api(dialstring.uuid_bridge(self.uuid, self.agent_uuid))
-            self.store.agent_on_call(self.agent, self.call_id)
-            self._write({"agent_answered_at": answered_at}, {"event": "agent_answer", "agent": self.agent}, hold=True)
+            on_call = self.store.on_call(self.agent, self.call_id)
+            self._write(
+                {"agent_answered_at": answered_at}, {"event": "agent_answer", "agent": self.agent}, [on_call], hold=True
+            )
         elif event.name == "CHANNEL_HANGUP_COMPLETE":
             if self.bridged:
                 self._log("agent hung up first; ending the call", logging.DEBUG)

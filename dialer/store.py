@@ -328,8 +328,18 @@ class SetRemove:
     member: str
 
 
+@dataclass(frozen=True)
+class ScriptRun:
+    """One of the store's Lua scripts run beside a record update (``Store.on_call``), by its SHA alone: a
+    pipeline would otherwise first ask Redis whether it has the script, one round trip more."""
+
+    script: Any  # redis.commands.core.Script
+    keys: tuple[str, ...]
+    args: tuple[str, ...]
+
+
 #: What may ride along with a record update, in the same round trip.
-Write = HashWrite | StreamAdd | SetRemove
+Write = HashWrite | StreamAdd | SetRemove | ScriptRun
 
 
 def call_log_entry(call_id: str, note: Mapping[str, str]) -> StreamAdd:
@@ -337,14 +347,20 @@ def call_log_entry(call_id: str, note: Mapping[str, str]) -> StreamAdd:
     return StreamAdd(call_log_key(call_id), note, LOG_MAXLEN)
 
 
-def _apply(pipe: Any, writes: Iterable[Write]) -> None:
+def _apply(pipe: Any, writes: Iterable[Write]) -> list[tuple[int, ScriptRun]]:
+    """Queue the writes; returns the scripts among them with their place in the pipeline's results."""
+    scripts = []
     for write in writes:
         if isinstance(write, StreamAdd):
             pipe.xadd(write.key, dict(write.fields), maxlen=write.maxlen, approximate=True)
         elif isinstance(write, SetRemove):
             pipe.zrem(write.key, write.member)
+        elif isinstance(write, ScriptRun):
+            scripts.append((len(pipe), write))
+            pipe.evalsha(write.script.sha, len(write.keys), *write.keys, *write.args)
         else:
             pipe.hset(*write)
+    return scripts
 
 
 def _decode(raw: Any) -> dict[str, str]:
@@ -428,8 +444,14 @@ class Store:
         pipe = self.redis.pipeline(transaction=True)
         if fields:
             pipe.hset(call_key(call_id), mapping=_fields(fields))
-        _apply(pipe, [call_log_entry(call_id, note), *also] if note else also)
-        pipe.execute()
+        scripts = _apply(pipe, [call_log_entry(call_id, note), *also] if note else also)
+        results = pipe.execute(raise_on_error=not scripts)
+        for index, run in scripts:  # sent by SHA: Redis may have lost the script (a restart); the rest was applied
+            if isinstance(results[index], redis.exceptions.NoScriptError):
+                results[index] = run.script(keys=list(run.keys), args=list(run.args))  # loads it and runs it
+        errors = [result for result in results if isinstance(result, redis.RedisError)]
+        if errors:
+            raise errors[0]
 
     def finish(
         self, call_id: str, fields: Mapping[str, str], note: Mapping[str, str] | None, also: Iterable[Write] = ()
@@ -537,7 +559,12 @@ class Store:
         return bool(self._renew_agent(keys=[agent_lease_key(agent_id)], args=[call_id, int(self.lease_seconds * 1000)]))
 
     def agent_on_call(self, agent_id: str, call_id: str, state: AgentState = AgentState.ON_CALL) -> bool:
-        return bool(self._on_call(keys=[agent_lease_key(agent_id), agent_key(agent_id)], args=[call_id, state.value]))
+        run = self.on_call(agent_id, call_id, state)
+        return bool(run.script(keys=list(run.keys), args=list(run.args)))
+
+    def on_call(self, agent_id: str, call_id: str, state: AgentState = AgentState.ON_CALL) -> ScriptRun:
+        """``agent_on_call`` as a write to send with a record update: the agent's state, if the call holds it."""
+        return ScriptRun(self._on_call, (agent_lease_key(agent_id), agent_key(agent_id)), (call_id, state.value))
 
     def release_agent(
         self, agent_id: str, call_id: str, *, wrap_up: float = 0.0, missed: bool = False, unregistered: bool = False

@@ -65,6 +65,23 @@ def test_a_pause_or_log_out_during_a_call_applies_when_the_call_releases_the_age
     assert store.reserve_agent("default", "c3") is None
 
 
+def test_an_agent_goes_on_call_with_its_calls_record_update_even_after_redis_lost_its_scripts(
+    agents: Agents, redis_client: redis.Redis
+) -> None:
+    store = agents.store
+    ready(agents, "a1", "a2")
+    assert store.reserve_agent("default", "c1") == "a1"
+    assert store.reserve_agent("default", "c2") == "a2"
+    store.update("c1", {"agent_answered_at": "1"}, {"event": "agent_answer"}, [store.on_call("a1", "c1")])
+    redis_client.script_flush()  # as after a Redis restart: the next update's script is unknown to Redis
+    store.update("c2", {"agent_answered_at": "2"}, {"event": "agent_answer"}, [store.on_call("a2", "c2")])
+    store.update("c3", {"agent_answered_at": "3"}, None, [store.on_call("a1", "c3")])  # not its agent
+    assert agents.get("a1").state is AgentState.ON_CALL
+    assert agents.get("a2").state is AgentState.ON_CALL
+    assert [store.record(c)["agent_answered_at"] for c in ("c1", "c2", "c3")] == ["1", "2", "3"]
+    assert [entry["event"] for entry in store.call_log("c2")] == ["agent_answer"]
+
+
 def test_missed_calls_in_a_row_pause_the_agent(redis_client: redis.Redis) -> None:
     store = Store(redis_client, max_missed=2)
     agents = Agents(redis_client)
