@@ -49,28 +49,28 @@ CONCURRENCY = 100
 PROFILE = """Where a worker's CPU goes (py-spy, one worker, 100 greenlets, steady state, 2026-12-02): no
 single hot spot; the cost is the number of Redis round trips per call, each paying redis-py's Python overhead
 (~36 % of the worker's CPU in all), a gevent switch and a loopback `send`. Cut on 2026-12-02 after that
-profile, from 28.4 to 17.7 round trips per call (counted by call site in the workers), with before/after at
-2 workers back to back on the same machine (`fe1126b` -> this commit, 4,000 calls, twice each): 160-168 ->
-192-202 calls/s and 7.8-8.1 -> 6.2-6.6 ms CPU per call for the worker changes alone. RQ's per-job
-bookkeeping 9 -> 6 round trips (the execution and STARTED in one pipeline; `rq suspend` checked once per
-dequeue poll; no per-job worker heartbeat nor `last_heartbeat` write, which the heartbeat greenlet covers);
-the campaign gate 3 -> 1 and its settlement 3 -> 2; a call's record writes are held until it has handled the
-events it has, then sent as one (8 -> 4 writes for a call answered at once; the agent's leg is still written
-as soon as it is dialled); RQ's three INFO lines per job are DEBUG (3 % of the CPU). The simulator spent 40 %
-of its CPU url-encoding header values, now cached: 2.2 -> 1.7 ms of simulator CPU per call. What is left of
-the worker's CPU: RQ's success bookkeeping ~15 % (WATCH, dependents, the result transaction), dequeue and
-start ~13 %, the call's own Redis work (claim, gate, agent scripts, record writes, final record) ~35 %, ESL
-~10 %. Not done: RQ's WATCH + dependents read could ride in its result transaction (2 round trips), but
-moving dependents after the commit would leave them deferred if the worker died in between. Earlier fixes
-(2026-11-24): blocking Redis pools (redis-py's default raised "Too many connections" under 500 greenlets);
-job meta rides in the record's own write; agent on-call/release are one script each; each worker subscribes
-only to its own calls' events (ESL filter on `dialer_worker`); hold music no longer delays the agent
-originate. Holding 1,000 calls: the reaper reads agents pipelined, and the RQ heartbeat of all running jobs
-goes in pipelines of 100 with a yield between (one pipeline held up every call for ~0.1 s). Latency: the
-cyclic GC's full passes took 55-180 ms holding 2,000 calls; start-up objects are frozen out of its sight and
-young passes run every 10,000 allocations; the answer is written with the agent's leg and the bridge goes
-before its records. Tried and not kept: a group commit of all calls' record writes per event-loop turn (no
-gain measured), hiredis (none)."""
+profile, from 28.4 to 16.6 round trips per call (counted by call site in the workers), with before/after at 2
+workers back to back on the same machine (`fe1126b` -> this commit, 4,000 calls, twice each): 160-168 ->
+192-202 calls/s and 7.8-8.1 -> 6.2-6.6 ms CPU per call for the worker changes alone. RQ's per-job bookkeeping
+9 -> 6 round trips (the execution and STARTED in one pipeline; `rq suspend` checked once per dequeue poll; no
+per-job worker heartbeat nor `last_heartbeat` write, which the heartbeat greenlet covers); the campaign gate 3
+-> 1 and its settlement 3 -> 2; a call's record writes are held until it has handled the events it has, then
+sent as one (8 -> 4 writes for a call answered at once; the agent's leg is still written as soon as it is
+dialled), and the agent goes ON_CALL in the same round trip; RQ's three INFO lines per job are DEBUG (3 % of
+the CPU). The simulator spent 40 % of its CPU url-encoding header values, now cached: 2.2 -> 1.7 ms of
+simulator CPU per call. What is left of the worker's CPU: RQ's success bookkeeping ~15 % (WATCH, dependents,
+the result transaction), dequeue and start ~13 %, the call's own Redis work (claim, gate, agent scripts,
+record writes, final record) ~35 %, ESL ~10 %. Not done: RQ's WATCH + dependents read could ride in its result
+transaction (2 round trips), but moving dependents after the commit would leave them deferred if the worker
+died in between. Earlier fixes (2026-11-24): blocking Redis pools (redis-py's default raised "Too many
+connections" under 500 greenlets); job meta rides in the record's own write; agent on-call/release are one
+script each; each worker subscribes only to its own calls' events (ESL filter on `dialer_worker`); hold music
+no longer delays the agent originate. Holding 1,000 calls: the reaper reads agents pipelined, and the RQ
+heartbeat of all running jobs goes in pipelines of 100 with a yield between (one pipeline held up every call
+for ~0.1 s). Latency: the cyclic GC's full passes took 55-180 ms holding 2,000 calls; start-up objects are
+frozen out of its sight and young passes run every 10,000 allocations; the answer is written with the agent's
+leg and the bridge goes before its records. Tried and not kept: a group commit of all calls' record writes per
+event-loop turn (no gain measured), hiredis (none)."""
 
 
 @dataclass(frozen=True)
