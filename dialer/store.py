@@ -363,6 +363,19 @@ def _apply(pipe: Any, writes: Iterable[Write]) -> list[tuple[int, ScriptRun]]:
     return scripts
 
 
+def _execute(pipe: Any, scripts: list[tuple[int, ScriptRun]]) -> list[Any]:
+    """Run a pipeline ``_apply`` filled. Its scripts went by SHA: one Redis no longer has (a restart) is loaded
+    and run on its own, the rest of the transaction having been applied; any other error is raised."""
+    results: list[Any] = pipe.execute(raise_on_error=not scripts)
+    for index, run in scripts:
+        if isinstance(results[index], redis.exceptions.NoScriptError):
+            results[index] = run.script(keys=list(run.keys), args=list(run.args))  # loads it and runs it
+    errors = [result for result in results if isinstance(result, redis.RedisError)]
+    if errors:
+        raise errors[0]
+    return results
+
+
 def _decode(raw: Any) -> dict[str, str]:
     if isinstance(raw, dict):
         return {_text(k): _text(v) for k, v in raw.items()}
@@ -444,14 +457,7 @@ class Store:
         pipe = self.redis.pipeline(transaction=True)
         if fields:
             pipe.hset(call_key(call_id), mapping=_fields(fields))
-        scripts = _apply(pipe, [call_log_entry(call_id, note), *also] if note else also)
-        results = pipe.execute(raise_on_error=not scripts)
-        for index, run in scripts:  # sent by SHA: Redis may have lost the script (a restart); the rest was applied
-            if isinstance(results[index], redis.exceptions.NoScriptError):
-                results[index] = run.script(keys=list(run.keys), args=list(run.args))  # loads it and runs it
-        errors = [result for result in results if isinstance(result, redis.RedisError)]
-        if errors:
-            raise errors[0]
+        _execute(pipe, _apply(pipe, [call_log_entry(call_id, note), *also] if note else also))
 
     def finish(
         self, call_id: str, fields: Mapping[str, str], note: Mapping[str, str] | None, also: Iterable[Write] = ()
@@ -460,9 +466,9 @@ class Store:
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(call_key(call_id), mapping=_fields(fields))
         pipe.zrem(INFLIGHT, call_id)
-        _apply(pipe, [call_log_entry(call_id, note), *also] if note else also)
+        scripts = _apply(pipe, [call_log_entry(call_id, note), *also] if note else also)
         pipe.hgetall(call_key(call_id))
-        return _decode(pipe.execute()[-1])
+        return _decode(_execute(pipe, scripts)[-1])
 
     def call_log(self, call_id: str) -> list[dict[str, str]]:
         return [_decode(fields) for _id, fields in self.redis.xrange(call_log_key(call_id))]

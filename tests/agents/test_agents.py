@@ -50,11 +50,16 @@ def test_log_in_ready_pause_and_log_out(agents: Agents) -> None:
         agents.act("nobody", "ready")
 
 
-def test_a_pause_or_log_out_during_a_call_applies_when_the_call_releases_the_agent(agents: Agents) -> None:
+def a1_and_a2_reserved_for_c1_and_c2(agents: Agents) -> Store:
     store = agents.store
     ready(agents, "a1", "a2")
     assert store.reserve_agent("default", "c1") == "a1"
     assert store.reserve_agent("default", "c2") == "a2"
+    return store
+
+
+def test_a_pause_or_log_out_during_a_call_applies_when_the_call_releases_the_agent(agents: Agents) -> None:
+    store = a1_and_a2_reserved_for_c1_and_c2(agents)
     store.agent_on_call("a1", "c1")
     assert agents.act("a1", "pause", "coaching").state is AgentState.ON_CALL
     assert agents.act("a2", "logout").state is AgentState.RESERVED
@@ -68,10 +73,7 @@ def test_a_pause_or_log_out_during_a_call_applies_when_the_call_releases_the_age
 def test_an_agent_goes_on_call_with_its_calls_record_update_even_after_redis_lost_its_scripts(
     agents: Agents, redis_client: redis.Redis
 ) -> None:
-    store = agents.store
-    ready(agents, "a1", "a2")
-    assert store.reserve_agent("default", "c1") == "a1"
-    assert store.reserve_agent("default", "c2") == "a2"
+    store = a1_and_a2_reserved_for_c1_and_c2(agents)
     store.update("c1", {"agent_answered_at": "1"}, {"event": "agent_answer"}, [store.on_call("a1", "c1")])
     redis_client.script_flush()  # as after a Redis restart: the next update's script is unknown to Redis
     store.update("c2", {"agent_answered_at": "2"}, {"event": "agent_answer"}, [store.on_call("a2", "c2")])
@@ -80,6 +82,17 @@ def test_an_agent_goes_on_call_with_its_calls_record_update_even_after_redis_los
     assert agents.get("a2").state is AgentState.ON_CALL
     assert [store.record(c)["agent_answered_at"] for c in ("c1", "c2", "c3")] == ["1", "2", "3"]
     assert [entry["event"] for entry in store.call_log("c2")] == ["agent_answer"]
+
+
+def test_an_on_call_held_until_the_final_record_is_applied_even_after_redis_lost_its_scripts(
+    agents: Agents, redis_client: redis.Redis
+) -> None:
+    store = a1_and_a2_reserved_for_c1_and_c2(agents)
+    redis_client.script_flush()
+    final = store.finish("c1", {"state": "ended"}, {"event": "final"}, [store.on_call("a1", "c1")])
+    assert final["state"] == "ended"
+    assert agents.get("a1").state is AgentState.ON_CALL
+    assert [entry["event"] for entry in store.call_log("c1")] == ["final"]
 
 
 def test_missed_calls_in_a_row_pause_the_agent(redis_client: redis.Redis) -> None:
@@ -126,10 +139,7 @@ def test_a_reservation_takes_the_call_out_of_its_campaigns_dialing_set(agents: A
 def test_an_agent_left_by_a_dead_worker_takes_calls_again_unless_a_pause_was_asked_for(
     agents: Agents, redis_client: redis.Redis
 ) -> None:
-    store = agents.store
-    ready(agents, "a1", "a2")
-    assert store.reserve_agent("default", "c1") == "a1"
-    assert store.reserve_agent("default", "c2") == "a2"
+    store = a1_and_a2_reserved_for_c1_and_c2(agents)
     store.agent_on_call("a2", "c2", AgentState.RINGING)
     agents.act("a2", "pause", "meeting")
     redis_client.delete(agent_lease_key("a1"), agent_lease_key("a2"))  # both workers died
