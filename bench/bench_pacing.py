@@ -131,11 +131,12 @@ def section(r: Result, others: float) -> Section:
             f"The pacer aims at limit / (1 + margin) = {expected:.1f}/s (`DIALER_PACING_MARGIN` {margin}). "
             f"*other load* = cores kept busy by other processes (a run above {QUIET} is repeated).",
             table(COLUMNS, rows),
-            f"Why a window can hold more: the pacer keeps any {LIMIT + 1} grants at least 1 s + 3 x margin/4 apart "
-            "in Redis time, and a worker takes fresh tokens for an originate it could not send within 3 x margin/4 "
-            "of its grant, so the limit holds on the switch unless the switch itself reads the commands late "
-            "(a loaded machine). The delay below runs from the attempt's claim (Redis time, the step after its grant) "
-            "to the simulator receiving the originate (same host, same clock): a lower bound of grant to switch.",
+            f"Why no window holds more: the pacer keeps any {LIMIT + 1} grants at least 1 s + 3 x margin/4 apart "
+            "in Redis time; a worker takes fresh tokens for an originate it could not send within 3 x margin/4 "
+            "of its grant, and when the switch acknowledges an originate later than that (it read it late: the "
+            "simulator shares 2 cores with 4 workers and Redis), the worker pushes the limit back by the excess. "
+            "The delay below runs from the attempt's claim (Redis time, the step after its grant) to the simulator "
+            "receiving the originate (same host, same clock): a lower bound of grant to switch.",
             table(["calls", "claim -> switch p50 ms", "p99 ms", "max ms", "allowance ms"], delay),
             "Outcomes: " + ", ".join(f"{name} {count:,}" for name, count in sorted(r.outcomes.items())) + ".",
         ]

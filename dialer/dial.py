@@ -138,6 +138,8 @@ class CallSession:
         self.next_gateway: Callable[[str, Hangup], str | None] | None = None
         # right before each customer originate: make sure its pacing tokens are still good (``Pacer.fresh``)
         self.before_originate: Callable[[], None] | None = None
+        # and once the switch has acknowledged it: a late one pushes pacing back (``Pacer.delivered``)
+        self.originate_acknowledged: Callable[[], None] | None = None
         self.tries = 1  # customer-leg originates of this attempt (one per gateway)
         self.ended_from = CallState.QUEUED  # the state the customer leg was in when it ended
         self.hanging_up: str | None = None  # the cause we hung the customer leg up with (asked again if it lingers)
@@ -351,6 +353,8 @@ class CallSession:
                 return
         self.customer_up = True  # set before the write: if the reply is lost, the leg may still exist
         job = self.switch.bgapi(command, timeout=self.options.command_timeout)
+        if self.originate_acknowledged is not None:
+            self.originate_acknowledged()
         metrics.originated("customer", spec.gateway)
         self._watch_job(job, self.uuid, spec.ring_timeout)
         self._move(Trigger.ORIGINATE_SENT, originated_at=_now())

@@ -16,11 +16,15 @@ Why no one-second window can hold more than ``ceil(c)`` originates (write ``n = 
 grants ``t_k`` and ``t_{k+n}`` of one limit. After grant ``k``, ``TAT >= t_k - tau + T`` (either
 branch), each later grant adds at least ``T``, and grant ``k+n`` needs ``t_{k+n} >= TAT``. Hence
 ``t_{k+n} - t_k >= n*T - tau >= (1 + m) - m/4 = 1 + 3m/4`` seconds: any ``n + 1`` grants span more
-than one second, with at least ``3m/4`` (22.5 ms at 3%) to spare for the delivery delay between the
-grant and the switch receiving the originate (a worker's scheduling, the claim, the ESL write); an
-originate that would leave later takes fresh tokens (``Pacer.fresh``). In the usual case
-the spare is larger: after an idle spell the first ``n + 1`` grants span ``n*T >= 1 + m``, and a
-saturated limit's grants span ``n*T`` minus the (sub-millisecond) lateness of the earliest one.
+than one second, with ``A = 3m/4`` (22.5 ms at 3%) to spare for the delivery delay between the grant
+and the switch receiving the originate. The worker keeps that delay within ``A`` from both ends: an
+originate that would leave later than ``A`` after its grant takes fresh tokens (``Pacer.fresh``), and
+one the switch acknowledges later than that (a switch slow to read its socket) pushes every limit it
+drew on back by the excess ``d`` (``Pacer.delivered``: ``TAT += d``, so ``t_{k+n} >= t_k + 1 + A + d``,
+a second after the switch had it), before grant ``k+n`` as long as the reply comes within a second.
+In the usual case the spare is larger: after an idle spell the first ``n + 1`` grants span
+``n*T >= 1 + m``, and a saturated limit's grants span ``n*T`` minus the (sub-millisecond) lateness of
+the earliest one.
 ``tau`` lets waiters wake a little late (7.5 ms at 3%: more than gevent's lateness on a busy worker,
 while most of the margin stays for delivery) without the lateness adding up from grant to grant, so under
 a full queue the achieved rate is ``c / (1 + m)`` (97% of the limit with the default 3%). A plain
@@ -235,6 +239,21 @@ return {0, 0}
 """
 )
 
+# KEYS: rate keys. ARGV: call_id, now, µs. Moves each limit's schedule (its TAT) that much later.
+_PUSH_BACK = (
+    _NOW_US
+    + """
+for i = 1, #KEYS do
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if tat > 0 then
+    tat = tat + tonumber(ARGV[3])
+    redis.call('SET', KEYS[i], string.format('%d', tat), 'PX', math.max(0, math.floor((tat - now) / 1000)) + 60000)
+  end
+end
+return #KEYS
+"""
+)
+
 # KEYS: cap keys. ARGV: call_id, now, lease µs, mode. Extends the leases the call still holds (XX: a
 # released or expired lease is not brought back), or with mode 'add' takes them whatever the caps say.
 _RENEW = (
@@ -322,6 +341,7 @@ class Pacer:
         self._monotonic = monotonic
         self._acquire = client.register_script(_ACQUIRE)
         self._renew = client.register_script(_RENEW)
+        self._push_back = client.register_script(_PUSH_BACK)
         self._failure = client.register_script(_FAILURE)
         self._turnstiles: weakref.WeakValueDictionary[str, _Turnstile] = weakref.WeakValueDictionary()
 
@@ -410,6 +430,18 @@ class Pacer:
             renewed = self.acquire(Request(permit.call_id, permit.rates, ()), timeout)
             permit = replace(renewed, lease_keys=permit.lease_keys)
         return permit
+
+    def delivered(self, permit: Permit) -> float:
+        """The switch acknowledged the originate of ``permit`` just now. When that is later than the window
+        proof allows (``3m/4`` after the grant), it may have read the originate that late, closer to the
+        next grants than the limit allows: every rate it drew on is pushed back by the excess. Returns the
+        excess in seconds (0.0: on time, nothing asked of Redis)."""
+        excess = self._monotonic() - permit.originate_by
+        if excess <= 0 or not permit.rates:
+            return 0.0
+        keys = [rate.key for rate in permit.rates]
+        self._push_back(keys=keys, args=[permit.call_id, self._now(), math.ceil(excess * 1_000_000)])
+        return excess
 
     def hold(self, call_id: str, gateway: str, campaign: str) -> Permit:
         """Count an adopted call (its worker died, so its leases expired) against the caps again, without

@@ -177,6 +177,7 @@ class Runtime:
             tried = [spec.gateway]
             session.next_gateway = lambda failed, hangup: self._fail_over(spec, gateways, tried, hangup)
             session.before_originate = lambda: self._fresh_tokens(call_id)
+            session.originate_acknowledged = lambda: self._delivered(call_id)
             self.active[call_id] = session
             self.reserved.pop(call_id, None)
             agent = None  # the session holds (and releases) the agent now
@@ -242,6 +243,15 @@ class Runtime:
             if fresh is not permit:
                 log.info("pacing token went stale before the originate; took a fresh one", extra={"call_id": call_id})
             self.permits[call_id] = fresh
+
+    def _delivered(self, call_id: str) -> None:
+        permit = self.permits.get(call_id)
+        late = self.pacer.delivered(permit) if permit is not None else 0.0
+        if late:
+            log.info(
+                "switch acknowledged the originate late; pacing pushed back",
+                extra={"call_id": call_id, "excess_ms": round(late * 1000, 1)},
+            )
 
     def _forget(self, call_id: str) -> None:
         """The call is no longer this process's: stop renewing it and give back its pacing leases."""

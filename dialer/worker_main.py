@@ -26,7 +26,7 @@ RQ_HEARTBEAT_SECONDS = 30  # RQ's default job monitoring interval
 GC_YOUNG_THRESHOLD = 10_000  # tracked objects allocated (net) between young collections; CPython's default: 700
 
 
-def _tune_gc() -> None:
+def tune_gc() -> None:
     """Keep the cyclic garbage collector from pausing every call the process holds.
 
     A call's objects die by reference counting; the collector finds little (tens of objects a pass) but
@@ -119,7 +119,7 @@ def main(argv: list[str]) -> int:
         if args.metrics_port:
             metrics_server = metrics.serve_worker(runtime, settings.metrics_host, args.metrics_port)
             log.info("metrics listening", extra={"host": settings.metrics_host, "port": args.metrics_port})
-        _tune_gc()
+        tune_gc()
         worker.work(burst=args.burst, logging_level=settings.log_level)
     except redis.RedisError as exc:  # the URL may hold a password: not logged
         log.error("redis unavailable", extra={"error": str(exc)})

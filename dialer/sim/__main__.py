@@ -15,6 +15,7 @@ import gevent.event
 from pydantic import ValidationError
 
 from dialer import logs
+from dialer.worker_main import tune_gc
 from settings import get_settings
 
 from .scenarios import Scenario
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dialer sim: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
     print(f"dialer sim: listening on {args.host}:{simulator.port}", flush=True)
+    tune_gc()  # FreeSWITCH never pauses: keep the collector's passes short and rare here too
     stop = gevent.event.Event()
     gevent.signal_handler(signal.SIGTERM, stop.set)
     gevent.signal_handler(signal.SIGINT, stop.set)

@@ -223,6 +223,39 @@ def test_without_fresh_tokens_one_late_originate_breaks_the_window(
     assert (max_in_any_window(sent) > 20) is not refresh
 
 
+@pytest.mark.parametrize("pushed", [False, True])
+def test_an_originate_the_switch_acknowledged_late_pushes_the_next_grants_back(
+    redis_client: redis.Redis, clock: FakeClock, pushed: bool
+) -> None:
+    """At 20 CPS the first originate leaves at once but the switch reads it 40 ms after its grant (the
+    acknowledgement says so), the others on time. Unless the limit is pushed back by the 17.5 ms over the
+    allowance, 21 originates reach the switch within one second."""
+    pacer = fake_pacer(redis_client, clock, global_cps=20.0, margin=0.03)
+    first = pacer.acquire(pacer.request("c0", "pstn", "a"))
+    clock.advance(0.040)
+    received = [clock.monotonic()]
+    if pushed:
+        assert pacer.delivered(first) == pytest.approx(0.0175, abs=1e-6)
+    for n in range(1, 30):
+        permit = pacer.acquire(pacer.request(f"c{n}", "pstn", "a"))
+        received.append(clock.monotonic())
+        assert pacer.delivered(permit) == 0.0  # acknowledged at once: nothing pushed
+    assert (max_in_any_window(received) > 20) is not pushed
+
+
+def test_a_push_back_moves_only_the_limits_the_permit_drew_on(redis_client: redis.Redis, clock: FakeClock) -> None:
+    pacer = fake_pacer(redis_client, clock, global_cps=20.0, gateways={"pstn": GatewayLimits(cps=5.0)})
+    permit = pacer.acquire(pacer.request("c0", "pstn", "a", campaign_cps=2.0))
+    drawn = [GLOBAL_CPS, cps_key("gateway", "pstn"), cps_key("campaign", "a")]
+    other = cps_key("gateway", "other")
+    redis_client.set(other, str(START_US))
+    before = {key: int(redis_client.get(key) or 0) for key in [*drawn, other]}
+    clock.advance(0.0225 + 0.010)
+    assert pacer.delivered(permit) == pytest.approx(0.010, abs=1e-6)
+    moved = {key: int(redis_client.get(key) or 0) - before[key] for key in before}
+    assert moved == {GLOBAL_CPS: 10_000, drawn[1]: 10_000, drawn[2]: 10_000, other: 0}
+
+
 # ---------------------------------------------------------------------- all or nothing
 
 

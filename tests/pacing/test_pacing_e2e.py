@@ -155,6 +155,19 @@ def test_a_call_that_cannot_get_a_token_in_time_is_not_claimed_nor_dialled(sim: 
     assert [o["number"] for o in sim.originates()] == [number(1)]
 
 
+def test_an_originate_the_switch_reads_late_pushes_the_limit_back(sim: Sim, make_runtime: Any) -> None:
+    """The switch takes 60 ms to read and acknowledge the originate, more than the 22.5 ms the window proof
+    leaves: the next grant moves back by the excess, so it stays a full interval after the switch had it."""
+    sim.scenario(default=BUSY_FAST)
+    runtime = make_runtime(global_cps=2)  # interval 515 ms at the default 3 % margin
+    sim.api("sim fault delay 60")
+    assert runtime.place(spec("t1", 1))["outcome"] == "busy"
+    sim.api("sim fault none")
+    (received,) = sim.originates()
+    next_grant = int(runtime.store.redis.get(GLOBAL_CPS)) / 1e6
+    assert next_grant - received["time"] >= 0.515 - 0.0225 - 0.002  # without the push: 0.515 - 0.060
+
+
 def test_a_rerun_of_a_claimed_attempt_takes_no_token(sim: Sim, make_runtime: Any) -> None:
     sim.scenario(default=BUSY_FAST)
     runtime = make_runtime(global_cps=1)
