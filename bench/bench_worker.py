@@ -39,6 +39,14 @@ from dialer.store import Store
 
 TALK_MS = 200  # throughput and probe calls: the agent hangs up this long after answering
 HOLD_MS = 3_600_000  # held calls: the agent never hangs up during the run
+SCALE_COLUMNS = [
+    "held calls",
+    "worker RSS MB",
+    "worker cores busy holding them",
+    "ramp calls/s",
+    "p99 answer -> agent originate ms",
+]
+IDLE_SECONDS = 3.0  # how long the worker's CPU is read while it only holds its calls
 INSTANT = {"ring_ms": 0, "early_media": False, "answer_ms": 0}
 BASELINE_QUEUE = "baseline"
 # Greenlets per worker for the throughput runs: enough to keep a process busy; more only queues work inside
@@ -360,6 +368,7 @@ class Level:
     answer_to_bridge: list[float]  # ms, customer answer -> uuid_bridge received (agent answers at once)
     rss_mb: float
     ramp_rate: float  # held calls set up per second while ramping to this level
+    idle_cpu: float  # cores the worker keeps busy holding these calls and nothing else (before the probe)
     others: float  # cores kept busy by processes outside this benchmark during the probe
 
 
@@ -369,6 +378,15 @@ def ramp(rig: Rig, control: Control, start: int, level: int) -> float:
         enqueue_call(rig.redis, payload("hold", n, "hold"))
     wait_for(lambda: control.stats()["channels"] >= 2 * level, 60 + level / 20, f"{level} calls held", 0.2)
     return (level - start) / (time.perf_counter() - started)
+
+
+def idle_cores(pid: int, seconds: float = IDLE_SECONDS) -> float:
+    """Cores process ``pid`` keeps busy over ``seconds`` once its last held call is set up (they all wait
+    for their hangup)."""
+    time.sleep(1.0)
+    before, started = cpu_seconds(pid), time.perf_counter()
+    time.sleep(seconds)
+    return (cpu_seconds(pid) - before) / (time.perf_counter() - started)
 
 
 def probe(rig: Rig, control: Control, campaign: str, sizes: Sizes) -> tuple[list[dict[str, Any]], list[int]]:
@@ -415,6 +433,7 @@ def latency(rig: Rig, sizes: Sizes) -> list[Level]:
                 log(f"bench worker: {exc}")
                 break
             held = level
+            idle = idle_cores(worker.pid)
             ours = [worker.pid, rig.sim_proc.pid, rig.redis_proc.pid, os.getpid()]
             best: tuple[float, list[dict[str, Any]], list[int]] | None = None
             for attempt in range(TRIES):
@@ -433,7 +452,7 @@ def latency(rig: Rig, sizes: Sizes) -> list[Level]:
             a2b = bridge_ms([p["agent"] for p in pairs])
             c2b = bridge_ms([p["customer"] for p in pairs])
             concurrent = statistics.mean(channels) / 2 if channels else float("nan")
-            levels.append(Level(level, concurrent, len(pairs), a2o, a2b, c2b, rss_mb(worker.pid), rate, others))
+            levels.append(Level(level, concurrent, len(pairs), a2o, a2b, c2b, rss_mb(worker.pid), rate, idle, others))
             log(f"bench worker: {level} held: p99 answer->agent originate {percentile(a2o, 0.99):.2f} ms, "
                 f"RSS {levels[-1].rss_mb:.0f} MB")  # fmt: skip
         control.api("hupall NORMAL_CLEARING")
@@ -549,7 +568,7 @@ def section(
         lat_rows.append(stats_row("answer -> agent originate", level, level.answer_to_originate))
         lat_rows.append(stats_row("agent answer -> uuid_bridge", level, level.agent_answer_to_bridge))
         lat_rows.append(stats_row("answer -> uuid_bridge", level, level.answer_to_bridge))
-    scale_rows = [[f"{lv.held:,}", f"{lv.rss_mb:.0f}", f"{lv.ramp_rate:,.0f}",
+    scale_rows = [[f"{lv.held:,}", f"{lv.rss_mb:.0f}", f"{lv.idle_cpu:.3f}", f"{lv.ramp_rate:,.0f}",
                    f"{percentile(lv.answer_to_originate, 0.99):.2f}"] for lv in levels]  # fmt: skip
     parts = [
         f"Throughput: {sizes.calls:,} calls queued, then N `dialer worker` processes ({CONCURRENCY} greenlets "
@@ -599,7 +618,7 @@ def section(
         "and to the agent's CHANNEL_ANSWER with `uuid_bridge`.",
         table(["held", "concurrent", "interval", "n", "p50 ms", "p95 ms", "p99 ms", "max ms", "other load"], lat_rows),
         "Scale in one process:",
-        table(["held calls", "worker RSS MB", "ramp calls/s", "p99 answer -> agent originate ms"], scale_rows),
+        table(SCALE_COLUMNS, scale_rows),
         f"Most calls held by one process with p99 answer -> agent originate under 10 ms: {most_held(levels)}.",
         f"Floor: one call's ESL traffic as a worker receives it ({floor_events} events, {floor_bytes:,} bytes, "
         f"plain) parsed with FrameParser + parse_event, plus its 6 commands serialised and their replies parsed: "

@@ -60,6 +60,7 @@ EVENTS = (
 )
 SUBCLASSES = ("sofia::register", "sofia::unregister", "sofia::expire")
 
+AGENT_POLL = 0.05  # seconds between looks for a free agent while an answered customer waits
 _ANSWERED_STATES = (CallState.ANSWERED, CallState.CONNECTING_AGENT, CallState.BRIDGED)
 _BEFORE_PROGRESS = (CallState.QUEUED, CallState.ORIGINATING, CallState.TRYING)  # no 180/183/200 yet
 #: States a webhook reports, by the event type it sends.
@@ -397,11 +398,10 @@ class CallSession:
                     self._abandon()
                 else:
                     self._connect_agent()
-            waiting_for_agent = self.agent_deadline is not None and self.agent is None
             if self.queue.empty():
                 self._flush()
             try:
-                item = self.queue.get(timeout=0.05 if waiting_for_agent else 1.0)
+                item = self.queue.get(timeout=self._wait(give_up, heard))
             except Empty:
                 continue
             heard = time.monotonic()
@@ -416,6 +416,18 @@ class CallSession:
                     self._on_agent_event(item)
             if self.answered or self.bridged:
                 give_up = max(give_up, started + self.options.max_call_seconds)
+
+    def _wait(self, give_up: float, heard: float) -> float:
+        """Seconds until ``_follow`` has something to check: a call that only waits for its hangup (the
+        most a process holds) sleeps until its next quiet check, not a second at a time."""
+        if self.agent_deadline is not None and self.agent is None:
+            return AGENT_POLL  # looking for a free agent
+        deadline = give_up
+        if self.state not in (CallState.QUEUED, CallState.ORIGINATING):
+            deadline = min(deadline, heard + self.options.quiet_check)
+        if self.agent_uuid is not None and self.agent is not None and not self.agent_answered:
+            deadline = min(deadline, self.agent_ring_deadline)
+        return max(0.0, deadline - time.monotonic()) + 0.001  # just past it: the checks are strict
 
     def _fail_over(self) -> bool:
         """After a network failure before the customer was reached (no 180/183/200), set up a try on the

@@ -227,6 +227,23 @@ def test_agent_hanging_up_first_ends_the_customer_leg(sim: Sim, make_runtime: An
     assert sim.api(f"uuid_exists {record['uuid']}") == "false"
 
 
+def test_a_bridged_call_sleeps_until_its_hangup_or_next_check(sim: Sim, make_runtime: Any) -> None:
+    """A process holds hundreds of bridged calls: each one waits for its next event or its next quiet
+    check (30 s), not a second at a time."""
+    sim.scenario(agents=[{"id": "1001", "answer_ms": 0, "talk_ms": 3000}])
+    runtime = make_runtime()
+    ready_agents(runtime.store, "1001")
+    call = gevent.spawn(runtime.place, spec("c-held"))
+    wait_until(lambda: getattr(runtime.active.get("e2e:c-held:1"), "bridged", False), 5, gevent.sleep)
+    session = runtime.active["e2e:c-held:1"]
+    turns = []  # each turn of its loop that finds the queue empty flushes before it waits again
+    flush = session._flush
+    session._flush = lambda: turns.append(1) or flush()  # type: ignore[method-assign]
+    gevent.sleep(2.0)
+    assert turns == []  # one wait since the bridge: no wake-up to find nothing
+    assert call.get(timeout=10)["outcome"] == "completed"  # and the agent's hangup woke it at once
+
+
 def test_a_rerun_of_the_same_attempt_never_dials_again(sim: Sim, make_runtime: Any) -> None:
     runtime = make_runtime()
     first = runtime.place(spec("c-rerun", "+15551230486"))
