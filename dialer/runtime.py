@@ -153,19 +153,25 @@ class Runtime:
         return candidates[zlib.crc32(call_id.encode()) % len(candidates)]
 
     def place(
-        self, spec: CallSpec, on_progress: Callable[[dict[str, str]], HashWrite | None] | None = None
+        self,
+        spec: CallSpec,
+        on_progress: Callable[[dict[str, str]], HashWrite | None] | None = None,
+        *,
+        unclaimed: bool = False,
     ) -> dict[str, str]:
         """Run one attempt. A new attempt first takes its agent (progressive, preview: ``NotDialled`` if
         none in time) and then waits for its pacing (``PacingTimeout`` if it cannot get it in time: then
         nothing was claimed nor dialled and the job may simply run again); a re-run of a claimed attempt
-        never dials, so it takes neither."""
+        never dials, so it takes neither. ``unclaimed``: the caller has just read that the attempt has no
+        record (the claim itself is atomic: a worker that claimed it since only costs us the agent and the
+        pacing, given back)."""
         call_id, gateways = spec.call_id, (spec.gateway, *spec.fallback_gateways)  # in failover order
         if self._follows(call_id):
             return self._wait_for_follower(call_id)
         switch = self.switch_for(call_id)
         agent = None
         try:
-            if not self.store.redis.exists(call_key(call_id)):
+            if unclaimed or not self.store.redis.exists(call_key(call_id)):
                 if spec.dial_mode is not DialMode.PREDICTIVE:
                     agent = self._agent_first(spec, switch)
                 spec = self._pace(spec, gateways)

@@ -54,10 +54,12 @@ def dial(payload: dict[str, Any]) -> dict[str, str]:
             job.save_meta()  # type: ignore[no-untyped-call]
         return dict.fromkeys(RESULT_FIELDS, "") | {"call_id": spec.call_id, "reason": reason}
 
-    if job is not None and not campaign.may_dial(job.connection, spec):  # its campaign is paused or canceled
+    gate = campaign.gate(job.connection, spec) if job is not None else None
+    if gate is campaign.Gate.STOPPED:  # its campaign is paused or canceled
         return skipped("campaign not running")
     try:
-        record = runtime.place(spec, on_progress=progress)
+        # The gate has just seen that the attempt has no record: the runtime need not look again.
+        record = runtime.place(spec, on_progress=progress, unclaimed=together and gate is campaign.Gate.NEW)
     except NotDialled as exc:  # nothing claimed, nobody rang: the contact is tried again later
         if job is not None:
             campaign.not_dialled(job.connection, spec, exc.retry_after)

@@ -1,6 +1,6 @@
 """Where a call job meets its campaign: the gate before dialling and the settlement after the call.
 
-``jobs.calls.dial`` calls ``may_dial`` before placing an attempt and ``call_finished`` with the final
+``jobs.calls.dial`` calls ``gate`` before placing an attempt and ``call_finished`` with the final
 record (``not_dialled`` when the attempt found no agent or was skipped in preview). Calls not made for a
 campaign contact (``dialer call``, tests) pass them all untouched.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from enum import Enum
 from typing import TYPE_CHECKING
 
 import redis
@@ -54,25 +55,35 @@ def _is_campaign_call(state: CampaignRedis, spec: CallSpec) -> bool:
     return _text(state.redis.hget(contact_key(spec.campaign, spec.contact_id), "call_id")) == spec.call_id
 
 
-def may_dial(client: redis.Redis[bytes], spec: CallSpec) -> bool:
-    """False when this attempt's campaign is paused (the contact goes back to the due set) or canceled
-    (the contact is final, ``canceled``). A re-run of an attempt already claimed is always let through:
-    the call runtime reports or adopts it and never dials twice. One round trip for a call that may go."""
+class Gate(Enum):
+    """What the gate says of an attempt."""
+
+    NEW = "new"  # no record yet: dial it
+    CLAIMED = "claimed"  # a re-run of an attempt already claimed: the call runtime reports or adopts it
+    STOPPED = "stopped"  # its campaign is paused (the contact goes back to the due set) or canceled
+
+
+def gate(client: redis.Redis[bytes], spec: CallSpec) -> Gate:
+    """Whether this attempt may be dialled: STOPPED when its campaign is paused or canceled (the contact
+    is final, ``canceled``). A re-run of an attempt already claimed is always let through: the call runtime
+    reports or adopts it and never dials twice. One round trip for a call that may go."""
     with client.pipeline(transaction=False) as pipe:
         pipe.exists(call_key(spec.call_id))
         pipe.hget(contact_key(spec.campaign, spec.contact_id), "call_id")
         pipe.hget(campaign_key(spec.campaign), "state")
         claimed, call_id, campaign_state = pipe.execute()
-    if claimed or _text(call_id) != spec.call_id:
-        return True
+    if claimed:
+        return Gate.CLAIMED
+    if _text(call_id) != spec.call_id:  # not (or no longer) its contact's attempt: not the campaign's to stop
+        return Gate.NEW
     state = CampaignRedis(client)
     if _text(campaign_state) == CampaignState.PAUSED:
         state.reschedule(spec.campaign, spec.contact_id, None, ContactState.PENDING, expected_call_id=spec.call_id)
-        return False
+        return Gate.STOPPED
     if _text(campaign_state) == CampaignState.CANCELED:
         state.settle(spec.campaign, spec.contact_id, spec.attempt, "canceled", counted=False, retry=None)
-        return False
-    return True
+        return Gate.STOPPED
+    return Gate.NEW
 
 
 def not_dialled(client: redis.Redis[bytes], spec: CallSpec, retry_after: float) -> None:

@@ -14,7 +14,7 @@ from rq.serializers import JSONSerializer
 
 from dialer.campaigns import CampaignExists, CampaignNotFound, Campaigns, InvalidTransition
 from dialer.campaigns.dispatch import Dispatcher, DispatchLimits
-from dialer.campaigns.outcomes import call_finished, may_dial, settle_call
+from dialer.campaigns.outcomes import Gate, call_finished, gate, settle_call
 from dialer.campaigns.service import INTAKE_CHUNK
 from dialer.campaigns.state import CampaignRedis
 from dialer.enqueue import CALL_QUEUE
@@ -236,12 +236,12 @@ def test_queued_jobs_of_a_paused_campaign_go_back_and_of_a_canceled_one_are_not_
     dispatcher(redis_client).run_once()
     specs = [CallPayload.model_validate(p).to_spec() for p in queued_payloads(redis_client)]
     campaigns.pause("spring")
-    assert not may_dial(redis_client, specs[0])
+    assert gate(redis_client, specs[0]) is Gate.STOPPED
     assert campaigns.contact("spring", "c0")["state"] == "pending"
     campaigns.resume("spring")
-    assert may_dial(redis_client, specs[1])
+    assert gate(redis_client, specs[1]) is Gate.NEW
     campaigns.cancel("spring")
-    assert not may_dial(redis_client, specs[2])
+    assert gate(redis_client, specs[2]) is Gate.STOPPED
     assert campaigns.contact("spring", "c2")["outcome"] == "canceled"
     # the call that was let through finishes; no retry for a canceled campaign, even for busy
     call_finished(redis_client, specs[1], {"outcome": "busy"})
@@ -260,7 +260,7 @@ def test_the_gate_and_the_settlement_of_a_call_cost_one_and_two_round_trips(
     dispatcher(redis_client).run_once()
     [spec] = [CallPayload.model_validate(p).to_spec() for p in queued_payloads(redis_client)]
     counted = counting_client(redis_client)
-    assert may_dial(counted, spec)
+    assert gate(counted, spec) is Gate.NEW
     assert CountingConnection.sent == 1
     call_finished(counted, spec, {"outcome": "busy"})
     assert CountingConnection.sent == 1 + 2  # what it needs to know, then the settlement itself

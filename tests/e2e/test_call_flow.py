@@ -17,6 +17,7 @@ import gevent
 import pytest
 
 from dialer.callmodel import CallSpec, leg_uuid
+from dialer.enqueue import enqueue_call
 from dialer.esl.errors import ConnectionLost
 from dialer.runtime import Runtime
 from dialer.store import AgentState, call_log_key
@@ -242,6 +243,25 @@ def test_a_bridged_call_sleeps_until_its_hangup_or_next_check(sim: Sim, make_run
     gevent.sleep(2.0)
     assert turns == []  # one wait since the bridge: no wake-up to find nothing
     assert call.get(timeout=10)["outcome"] == "completed"  # and the agent's hangup woke it at once
+
+
+def test_a_call_job_reads_whether_its_attempt_is_claimed_once(
+    sim: Sim, make_runtime: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job's gate reads the attempt's record (with its campaign's state) in one round trip; the runtime
+    takes its word for it instead of asking Redis again. Called directly, the runtime asks."""
+    sim.scenario(agents=[{"id": "1001", "answer_ms": 0, "talk_ms": 100}])
+    runtime = make_runtime()
+    ready_agents(runtime.store, "1001")
+    asked: list[str] = []
+    exists = runtime.store.redis.exists
+    monkeypatch.setattr(runtime.store.redis, "exists", lambda *keys: asked.extend(keys) or exists(*keys))
+    monkeypatch.setattr(Runtime, "_current", runtime)
+    job = enqueue_call(runtime.store.redis, call_fields("e2e", "c-job", "+15551230000"))
+    assert job.perform()["outcome"] == "completed"  # RQ's own call of the job function (``get_current_job`` works)
+    assert asked == []
+    assert runtime.place(spec("c-direct"))["outcome"] == "completed"
+    assert asked == ["dialer:call:e2e:c-direct:1"]
 
 
 def test_a_rerun_of_the_same_attempt_never_dials_again(sim: Sim, make_runtime: Any) -> None:
