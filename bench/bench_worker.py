@@ -78,7 +78,16 @@ heartbeat of all running jobs goes in pipelines of 100 with a yield between (one
 for ~0.1 s). Latency: the cyclic GC's full passes took 55-180 ms holding 2,000 calls; start-up objects are
 frozen out of its sight and young passes run every 10,000 allocations; the answer is written with the agent's
 leg and the bridge goes before its records. Tried and not kept: a group commit of all calls' record writes per
-event-loop turn (no gain measured), hiredis (none)."""
+event-loop turn (no gain measured), hiredis (none). Holding 1,000 calls (traced on 2026-12-02 evening, the
+collector's passes and each greenlet's run timed inside the worker and the simulator): the simulator's full
+collections took 40-125 ms (its ~41,000 start-up objects scanned each time), late reads that its record counts
+against the worker; it now freezes them and runs young passes every 10,000 allocations as the worker does
+(20-40 ms there, and rarer, on a machine running at half its earlier speed). Each held call woke once a second
+to find nothing: 6.1 % of a core for 1,000 quiet calls, now 0.2 % (a call sleeps until its next event or
+deadline: *worker cores busy holding them*). No collector pass fell in the worst probes' windows: they waited
+behind other greenlets' work in the same loop turn (3-5 ms runs on that machine: RQ starting a job, a call
+handling its events and writing its record), so the tail follows the CPU per call. The campaign gate's read of
+the attempt's record now serves the runtime too: one round trip fewer per call."""
 
 
 @dataclass(frozen=True)
