@@ -225,8 +225,9 @@ def _split_lines(lines: list[str]) -> dict[str, str]:
 
 # Every byte except the separators ":", " " and newline, for bytes.translate(None, delete=...).
 _ALL_BUT_SEPARATORS = bytes(b for b in range(256) if b not in b": \n")
-# A ":" that is not followed by its space, or that starts a line (an empty name): one search, in C.
-_MISPLACED_COLON = re.compile(rb":(?:(?! )|(?<=\n:))")
+# A ":" followed by anything but its space, or starting a line (an empty name): one search, in C. A ":" that
+# ends the block is not seen here; the separators test has refused it already (its space never follows).
+_MISPLACED_COLON = re.compile(rb":(?:[^ ]|(?<=\n:))")
 
 
 def _check_lines(head: bytes) -> None:
