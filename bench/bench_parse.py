@@ -198,16 +198,15 @@ which is what a greenswitch user subscribed with `event json` has to add. Both s
 their time in the same `json.loads` (~24 µs of a 9.4 KB event here), so no parser written on the
 standard library can be 5x faster there; the ratio shows the framing and checking overhead only.
 
-Ours checks every plain header line when the event is parsed (a malformed event is refused at once,
-never half-read). Measured per large plain event on 2026-12-02: 8.2 µs with no check (the original
-lazy parser, 13.9x greenswitch), 31.5 µs with a split-into-lines check (3.6x), 20 µs with the check as
-written then (~5.5x). On 2026-12-03 a faster CPU for greenswitch (7,151 events/s against 6,097) put
-that at 4.0-4.5x; profiled: the whole event 32.3 µs, of which the check 21.5 (`bytes.translate` 7.0,
-two regex searches 7.4 + 6.1), framing 4.3, `Event-Name` and `Unique-ID` 2.1 (each header was searched
-twice). Now one regex search finds a colon without its space or at a line's start (10.3 µs) and a
-header is searched once: 28.5 µs per event, 5.2-5.3x greenswitch in two runs. Tried and slower: one `fullmatch` of the whole block
-(35 µs), a per-line lookahead search (30 µs), splitting and `map(bytes.find, ...)` (35 µs). Values
-are URL-decoded only when read, and the full header table is built only when an event is used as a
-whole mapping.
+Ours checks every plain header line when the event is parsed (a malformed event is refused at once, never
+half-read). Measured per large plain event on 2026-12-02: 8.2 µs with no check (the original lazy parser,
+13.9x greenswitch), 31.5 µs with a split-into-lines check (3.6x), 20 µs with the check as written then
+(~5.5x). On 2026-12-03 a faster CPU for greenswitch (7,151 events/s against 6,097) put that at 4.0-4.5x;
+profiled: the whole event 32.3 µs, of which the check 21.5 (`bytes.translate` 7.0, two regex searches 7.4 +
+6.1), framing 4.3, `Event-Name` and `Unique-ID` 2.1 (each header was searched twice). Now one regex search
+finds a colon without its space or at a line's start (10.3 µs) and a header is searched once: 28.5 µs per
+event, 5.2-5.3x greenswitch in two runs. Tried and slower: one `fullmatch` of the whole block (35 µs), a per-
+line lookahead search (30 µs), splitting and `map(bytes.find, ...)` (35 µs). Values are URL-decoded only when
+read, and the full header table is built only when an event is used as a whole mapping.
 """
     return Section("parse", "ESL parse: our parser vs greenswitch", body, summary)
