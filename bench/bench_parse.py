@@ -205,8 +205,8 @@ half-read). Measured per large plain event on 2026-12-02: 8.2 µs with no check 
 profiled: the whole event 32.3 µs, of which the check 21.5 (`bytes.translate` 7.0, two regex searches 7.4 +
 6.1), framing 4.3, `Event-Name` and `Unique-ID` 2.1 (each header was searched twice). Now one regex search
 finds a colon without its space or at a line's start (10.3 µs) and a header is searched once: 28.5 µs per
-event, 5.2-5.3x greenswitch in two runs. Tried and slower: one `fullmatch` of the whole block (35 µs), a per-
-line lookahead search (30 µs), splitting and `map(bytes.find, ...)` (35 µs). Values are URL-decoded only when
+event, 5.2-5.3x greenswitch in two runs. Tried and slower: one `fullmatch` of the whole block (35 µs), a
+per-line lookahead search (30 µs), splitting and `map(bytes.find, ...)` (35 µs). Values are URL-decoded only when
 read, and the full header table is built only when an event is used as a whole mapping.
 """
     return Section("parse", "ESL parse: our parser vs greenswitch", body, summary)

@@ -384,7 +384,7 @@ class Level:
     answer_to_originate: list[float]  # ms, customer answer -> agent originate received
     agent_answer_to_bridge: list[float]  # ms, agent answer -> uuid_bridge received
     answer_to_bridge: list[float]  # ms, customer answer -> uuid_bridge received (agent answers at once)
-    dialer_part: list[float]  # ms, per call the two above that are the dialer's: answer_to_originate + agent_...
+    dialer_part: list[float]  # ms, per call: answer_to_originate + agent_answer_to_bridge (the dialer's reactions)
     rss_mb: float
     ramp_rate: float  # held calls set up per second while ramping to this level
     idle_cpu: float  # cores the worker keeps busy holding these calls and nothing else (before the probe)

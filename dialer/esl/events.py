@@ -86,8 +86,8 @@ class Event(Mapping[str, str]):
         return str(value)
 
     def get(self, name: str, default: Any = None) -> Any:  # skips the KeyError of Mapping.get
-        value = self._value(name)
-        return default if value is None else self._decoded(value)
+        value = self._get(name)
+        return default if value is None else value
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._table())
