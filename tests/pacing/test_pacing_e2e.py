@@ -276,8 +276,9 @@ def test_calls_adopted_from_a_killed_worker_count_against_the_cap_again(
     doomed.wait(timeout=10)
     workers("rescuer", DIALER_GATEWAY_LIMITS=limits)
     wait_until(lambda: all(store.record(c).get("owner") == "rescuer" for c in call_ids), 20)
+    # The adopter takes a call's lease a moment after it wins the call (the owner is set first).
+    wait_until(lambda: live_leases(redis_client, calls_key("gateway", "pstn")) == call_ids, 5)  # not the expired ones
     assert all(store.record(c).get("state") == "bridged" for c in call_ids)
-    assert live_leases(redis_client, calls_key("gateway", "pstn")) == call_ids  # not the expired ones
     wait_until(lambda: all(store.record(c).get("outcome") == "completed" for c in call_ids), 20)
     wait_until(lambda: redis_client.zcard(calls_key("gateway", "pstn")) == 0, 5)
 
