@@ -15,6 +15,8 @@ from typing import Protocol
 
 from dialer.esl.server import EVENT_SERIALISERS, Headers
 
+Sent = Callable[[float], None]  # told the time an event's bytes were handed to the socket
+
 # Every event name mod_event_socket accepts in ``event`` / ``nixevent`` (switch_event.c EVENT_NAMES).
 _EVENT_WORDS = """CUSTOM CLONE CHANNEL_CREATE CHANNEL_DESTROY CHANNEL_STATE CHANNEL_CALLSTATE CHANNEL_ANSWER
     CHANNEL_HANGUP CHANNEL_HANGUP_COMPLETE CHANNEL_EXECUTE CHANNEL_EXECUTE_COMPLETE CHANNEL_HOLD
@@ -38,7 +40,7 @@ class Listener(Protocol):
 
     subscription: Subscription
 
-    def send_event(self, data: bytes) -> None: ...
+    def send_event(self, data: bytes, sent: Sent | None = None) -> None: ...
 
 
 class Subscription:
@@ -207,8 +209,11 @@ class Bus:
             answer = self._interest[key] = any(lst.subscription.wants(name, subclass) for lst in self.listeners)
         return answer
 
-    def publish(self, event: SimEvent, only: Callable[[Listener], bool] | None = None) -> None:
+    def publish(
+        self, event: SimEvent, only: Callable[[Listener], bool] | None = None, sent: Sent | None = None
+    ) -> None:
         self.published += 1
+        delivered = False
         for listener in self.listeners:
             sub = listener.subscription
             if not sub.wants(event.name, event.subclass) or not sub.passes(event):
@@ -219,4 +224,7 @@ class Bus:
                 self.lost += 1
                 continue
             assert sub.format is not None  # wants() is False without a format
-            listener.send_event(event.serialise(sub.format))
+            listener.send_event(event.serialise(sub.format), sent)
+            delivered = True
+        if sent is not None and not delivered:
+            sent(time.time())

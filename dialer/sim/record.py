@@ -22,10 +22,14 @@ class OriginateRecord:
     job_uuid: str | None  # Job-UUID for bgapi, None for a blocking api originate
     result: str = ""  # "+OK" or the -ERR cause, once known
     placed: bool = True  # False: refused before any channel existed (limits, bad gateway, unregistered user ...)
-    answered_at: float | None = None  # when CHANNEL_ANSWER was emitted for this leg
+    answered_at: float | None = None  # when CHANNEL_ANSWER for this leg was first written to a client's socket
     bridge_requested_at: float | None = None  # first uuid_bridge / uuid_transfer / agent originate naming this leg
     bridged_at: float | None = None  # when CHANNEL_BRIDGE was emitted
     hangup_cause: str | None = None
+
+    def answer_sent(self, at: float) -> None:
+        if self.answered_at is None:
+            self.answered_at = at
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -25,7 +25,7 @@ from dialer.esl.errors import ProtocolError
 from dialer.esl.server import ClientCommand, CommandParser, api_response, auth_request, command_reply, disconnect_notice
 
 from .api import Api
-from .bus import Subscription
+from .bus import Sent, Subscription
 from .scenarios import Scenario
 from .switch import Switch
 
@@ -47,25 +47,28 @@ class Connection:
         self.authenticated = False
         self.closed = False
         self._out: list[bytes] = []
+        self._sent: list[Sent] = []  # callbacks of the events in ``_out``, called once they are written
         self._queued = 0
-        self._held: list[bytes] | None = None
+        self._held: list[tuple[bytes, Sent | None]] | None = None
         self._closing = False
         self._wake = gevent.event.Event()
         self.events_sent = 0
 
     # ------------------------------------------------------------------ output
 
-    def send_event(self, data: bytes) -> None:
+    def send_event(self, data: bytes, sent: Sent | None = None) -> None:
         if self._held is not None:  # a command is running on this connection: events wait for its reply
-            self._held.append(data)
+            self._held.append((data, sent))
         else:
-            self._queue(data)
+            self._queue(data, sent)
         self.events_sent += 1
 
-    def _queue(self, data: bytes) -> None:
+    def _queue(self, data: bytes, sent: Sent | None = None) -> None:
         if self.closed:
             return
         self._out.append(data)
+        if sent is not None:
+            self._sent.append(sent)
         self._queued += len(data)
         if self._queued > self.simulator.max_queue_bytes:
             log.warning("ESL client %s is not reading; disconnecting it", self.address)
@@ -78,8 +81,8 @@ class Connection:
 
     def _release(self) -> None:
         held, self._held = self._held, None
-        for data in held or ():
-            self._queue(data)
+        for data, sent in held or ():
+            self._queue(data, sent)
 
     def _writer(self) -> None:
         try:
@@ -87,10 +90,14 @@ class Connection:
                 self._wake.wait()
                 self._wake.clear()
                 if self._out:
-                    data = b"".join(self._out)
+                    data, sent = b"".join(self._out), self._sent
                     self._out.clear()
+                    self._sent = []
                     self._queued = 0
                     self.sock.sendall(data)
+                    now = time.time()
+                    for callback in sent:
+                        callback(now)
                 if self._closing and not self._out:
                     break
         except OSError:

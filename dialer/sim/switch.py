@@ -21,7 +21,7 @@ import gevent
 
 from .agents import Directory
 from .bridging import Bridging
-from .bus import Bus, Clock, SimEvent
+from .bus import Bus, Clock, Sent, SimEvent
 from .channels import CALLSTATE_NUMBER, Leg
 from .dialplan import DialError, PendingOriginate, Reply, Target, parse_originate, seconds
 from .record import OriginateRecord, Record
@@ -89,9 +89,12 @@ class Switch(Bridging):
         subclass: str | None = None,
         body: str | None = None,
         calling: tuple[str, str, str] = ("switch_channel.c", "switch_channel_perform_event", "0"),
+        sent: Sent | None = None,
     ) -> None:
         seq = self.bus.next_sequence()
         if not self.bus.interested(name, subclass):
+            if sent is not None:
+                sent(time.time())
             return
         stamp_us, local, gmt = self.clock.stamp()
         headers: list[tuple[str, str]] = [("Event-Name", name)]
@@ -117,7 +120,7 @@ class Switch(Bridging):
         headers += after
         if variables and leg is not None:
             leg.variable_headers(headers)
-        self.bus.publish(SimEvent(name, headers, body, subclass))
+        self.bus.publish(SimEvent(name, headers, body, subclass), sent=sent)
 
     def _state(self, leg: Leg, state: str) -> None:
         leg.state = state
@@ -369,7 +372,6 @@ class Switch(Bridging):
         if not leg.media:
             self._codec(leg)
         leg.set_media_variables()
-        now = time.time()
         leg.answered_us = self.clock.stamp()[0]
         leg.answer_state = "answered"
         leg.sip_status = 200
@@ -380,9 +382,9 @@ class Switch(Bridging):
             leg.variables["amd_result"] = "MACHINE"
             leg.variables["amd_cause"] = "LONGGREETING"
         entry = self.record.get(leg.uuid)
-        if entry is not None:
-            entry.answered_at = now
-        self.fire("CHANNEL_ANSWER", leg, variables=True,
+        # Stamped when the event is written to a socket, not when it is built: the record's answer-to-bridge
+        # time is then the client's alone, without the simulator's own work of laying out and queueing it.
+        self.fire("CHANNEL_ANSWER", leg, variables=True, sent=entry.answer_sent if entry is not None else None,
                   calling=("switch_channel.c", "switch_channel_perform_mark_answered", "3846"))  # fmt: skip
         if leg.presence_id:
             self._presence(leg)

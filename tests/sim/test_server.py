@@ -163,6 +163,22 @@ def test_record_lists_every_originate_with_its_variables(sim: Simulator, connect
     assert json.loads(client.api("sim originates")) == []
 
 
+def test_the_record_stamps_an_answer_when_it_is_written_to_a_socket(sim: Simulator, connect: Connect) -> None:
+    """CHANNEL_ANSWER fired while a blocking ``api originate`` runs waits for the (delayed) reply on that
+    connection: the record's answered_at is when it left, not when it was built."""
+    client = connect("plain CHANNEL_ANSWER")
+    channel = str(uuid.uuid4())
+    sim.reply_delay = 0.2
+    try:
+        assert client.api(f"originate {PARKED.format(channel)}") == f"+OK {channel}\n"
+    finally:
+        sim.reply_delay = 0.0
+    built = client.event("CHANNEL_ANSWER", channel).timestamp_us
+    assert built is not None
+    [entry] = [r for r in sim.originates() if r["uuid"] == channel]
+    assert entry["answered_at"] - built / 1e6 >= 0.2
+
+
 def test_scenario_can_be_replaced_over_esl(sim: Simulator, connect: Connect) -> None:
     client = connect("json ALL")
     busy = {"rules": [{"match": "1555.*", "callee": {"outcome": "busy", "ring_ms": 1, "answer_ms": 1}}]}
