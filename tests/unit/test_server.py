@@ -3,6 +3,7 @@ split; replies laid out byte for byte as the real switch sent them; events round
 
 from __future__ import annotations
 
+import gc
 import itertools
 import string
 
@@ -134,6 +135,27 @@ def test_plain_header_lines_are_freeswitchs_every_time_even_once_their_cache_emp
     for _ in range(2):
         assert parse_frames(server.event_plain(headers))[0].body.decode() == expected
         server._lines.clear()
+
+
+def test_plain_header_lines_stay_right_and_bounded_when_names_and_values_overflow_the_cache(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(server, "_LINES_MAX", 3)
+    monkeypatch.setattr(server, "_lines", {})
+    headers = [(f"Variable_{n % 5}", f"v {n}") for n in range(40)]
+    for _ in range(2):
+        expected = "".join(f"{name}: {reference_url_encode(value)}\n" for name, value in headers) + "\n"
+        assert parse_frames(server.event_plain(headers))[0].body.decode() == expected
+    assert len(server._lines) <= 3
+    assert all(len(lines) <= 3 for lines in server._lines.values())
+
+
+def test_the_header_line_cache_holds_nothing_the_cyclic_collector_scans() -> None:
+    """Strings by name and value: a cache of (name, value) tuples filled the simulator's young generation."""
+    uuid = "-".join(["6b5aab70", "598e", "5139", "ae03", "58686c9aaf4d"])  # built at run time, as an event's are
+    server.event_plain([("Event-Name", "CHANNEL_ANSWER"), ("Unique-ID", uuid)])
+    assert server._lines
+    assert not any(gc.is_tracked(key) or gc.is_tracked(lines) for key, lines in server._lines.items())
 
 
 def test_json_events_keep_unicode_and_body() -> None:
