@@ -23,8 +23,9 @@ import os
 import socket
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
+from typing import TypeVar
 
 import gevent
 
@@ -47,6 +48,10 @@ FOLLOWED_POLL = 0.5  # s between looks at a call this process already follows (a
 DECISION_POLL = 0.2  # s between looks at a preview decision
 PREVIEW_SKIPPED_RETRY = 300.0  # s before a contact an agent skipped is offered again
 PREVIEW_UNANSWERED_RETRY = 60.0  # s before a contact nobody decided on is offered again
+# Calls (or agents) per Redis command in the periodic loops: a script or pipeline over thousands holds up Redis
+# and this process for milliseconds (11 ms renewing 1,000 calls' leases), and every call's reaction with them.
+PAGE = 50
+T = TypeVar("T")
 
 
 class NotDialled(Exception):
@@ -56,6 +61,14 @@ class NotDialled(Exception):
     def __init__(self, reason: str, retry_after: float = 0.0) -> None:
         super().__init__(reason)
         self.reason, self.retry_after = reason, retry_after
+
+
+def _pages(items: list[T], size: int = PAGE) -> Iterator[list[T]]:
+    """``items`` a page at a time, yielding to the calls between pages."""
+    for start in range(0, len(items), size):
+        if start:
+            gevent.sleep(0)
+        yield items[start : start + size]
 
 
 class Runtime:
@@ -338,12 +351,18 @@ class Runtime:
         while True:
             gevent.sleep(self.store.lease_seconds / 3)
             try:
-                self.store.renew(self.worker_id, list(self.active))
-                self.pacer.renew(list(self.permits.values()))
-                for call_id, agent in list(self.reserved.items()):  # not claimed yet: the record cannot renew it
-                    self.store.renew_agent(agent, call_id)
+                self.renew_leases()
             except Exception:  # Redis down: keep trying; the lease has two more chances before it expires
                 log.exception("lease renewal failed", extra={"worker": self.worker_id})
+
+    def renew_leases(self) -> None:
+        """The calls', their pacing permits' and their reserved agents' leases, a page at a time."""
+        for call_ids in _pages(list(self.active)):
+            self.store.renew(self.worker_id, call_ids)
+        for permits in _pages(list(self.permits.values())):
+            self.pacer.renew(permits)
+        for call_id, agent in list(self.reserved.items()):  # not claimed yet: the record cannot renew it
+            self.store.renew_agent(agent, call_id)
 
     def _reaper_loop(self) -> None:
         while True:
@@ -353,7 +372,7 @@ class Runtime:
                     if not self._follows(call_id):
                         self.adopting.add(call_id)  # at once, not when the greenlet starts: a job run now waits
                         gevent.spawn(self._adopt_safely, call_id)
-                self.store.free_orphaned_agents()
+                self.store.free_orphaned_agents(pause=gevent.sleep)
             except Exception:
                 log.exception("reaper pass failed", extra={"worker": self.worker_id})
 

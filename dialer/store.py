@@ -34,7 +34,7 @@ from Redis (``TIME``), so workers' clocks do not matter.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
@@ -267,19 +267,21 @@ return 1
 """
 )
 
-# No KEYS (every agent is looked at). Agents in a busy state whose lease is gone: their worker died. One
-# script rather than a read of every agent by every worker's reaper every few seconds (thousands of replies
-# parsed in Python held up the worker's calls).
+# No KEYS. ARGV: SSCAN cursor, page size. Of a page of agents, those in a busy state whose lease is gone: their
+# worker died. A script rather than a read of every agent by every worker's reaper every few seconds
+# (thousands of replies parsed in Python held up the worker's calls); a page at a time, since one pass over
+# thousands of agents holds up Redis, and every call waiting on it, for milliseconds. Returns {cursor, orphans}.
 _ORPHANS = """
+local page = redis.call('SSCAN', 'dialer:agents', ARGV[1], 'COUNT', ARGV[2])
 local orphans = {}
-for _, id in ipairs(redis.call('SMEMBERS', 'dialer:agents')) do
+for _, id in ipairs(page[2]) do
   local state = redis.call('HGET', 'dialer:agent:' .. id, 'state')
   if (state == 'reserved' or state == 'ringing' or state == 'on-call')
      and redis.call('EXISTS', 'dialer:agent:' .. id .. ':lease') == 0 then
     table.insert(orphans, id)
   end
 end
-return orphans
+return {page[1], orphans}
 """
 
 # KEYS: agent lease, agent hash. ARGV: call_id, state. The agent's state follows its call (ringing,
@@ -591,10 +593,16 @@ class Store:
         except redis.ResponseError as exc:
             raise NoOffer(str(exc)) from exc
 
-    def free_orphaned_agents(self) -> list[str]:
-        """Agents left reserved/ringing/on-call by a dead worker (lease expired) take calls again."""
-        orphans = sorted(_text(x) for x in self._orphans())
-        return [agent_id for agent_id in orphans if self.release_agent(agent_id, "")]
+    def free_orphaned_agents(self, pause: Callable[[], object] = lambda: None, page: int = 100) -> list[str]:
+        """Agents left reserved/ringing/on-call by a dead worker (lease expired) take calls again. They are
+        looked at ``page`` agents per round trip, with ``pause()`` between (the worker yields to its calls)."""
+        cursor, freed = "0", set[str]()
+        while True:
+            cursor, orphans = self._orphans(args=[cursor, page])
+            freed.update(agent_id for agent_id in map(_text, orphans) if self.release_agent(agent_id, ""))
+            if _text(cursor) == "0":
+                return sorted(freed)
+            pause()
 
     def unregistered_agents(self) -> list[str]:
         """Agents last known unregistered (``dialer.registrations`` asks the switch about them again)."""

@@ -184,8 +184,9 @@ class GeventWorker(Worker):
     # After ShutdownRequested is raised: time for finally blocks before the jobs are handed back anyway.
     kill_grace_seconds = 5.0
     cold_grace_seconds = 2.0
-    # Running jobs per heartbeat pipeline; the worker yields to the calls between pipelines.
-    heartbeat_chunk = 100
+    # Running jobs per heartbeat pipeline (six commands each); the worker yields to the calls between
+    # pipelines. 100 held every call up for 3-5 ms.
+    heartbeat_chunk = 20
 
     def __init__(
         self,

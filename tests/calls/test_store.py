@@ -139,3 +139,17 @@ def test_an_agent_held_by_a_dead_worker_is_freed_when_its_lease_expires(redis_cl
     assert not redis_client.exists(agent_lease_key("a1"))
     assert store.free_orphaned_agents() == ["a1"]
     assert store.reserve_agent("g", "call2") == "a1"
+
+
+def test_orphaned_agents_are_found_a_page_at_a_time_with_a_pause_between(redis_client: redis.Redis) -> None:
+    store = make_store(redis_client)
+    for n in range(300):  # past Redis's compact set encoding, which SSCAN returns whole
+        store.add_agent(f"a{n}", "g", f"user/a{n}")
+        store.set_agent_ready(f"a{n}")
+    reserved = [store.reserve_agent("g", f"call{n}") for n in range(5)]
+    dead = sorted(agent for agent in reserved[:3] if agent is not None)
+    redis_client.delete(*(agent_lease_key(agent) for agent in dead))  # their workers died
+    pauses: list[None] = []
+    assert store.free_orphaned_agents(pause=lambda: pauses.append(None), page=20) == dead
+    assert len(pauses) >= 5  # 300 agents, about 20 a page (SSCAN's COUNT is a hint)
+    assert store.free_orphaned_agents() == []

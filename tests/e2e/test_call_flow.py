@@ -20,7 +20,7 @@ from dialer.callmodel import CallSpec, leg_uuid
 from dialer.enqueue import enqueue_call
 from dialer.esl.errors import ConnectionLost
 from dialer.runtime import Runtime
-from dialer.store import AgentState, call_log_key
+from dialer.store import INFLIGHT, AgentState, call_log_key
 from settings import FreeSwitchNode
 from tests.worker.polling import wait_until
 
@@ -371,3 +371,18 @@ def test_calls_spread_over_several_nodes_each_call_on_one(sim: Sim, redis_url: s
     finally:
         process2.terminate()
         process2.wait(timeout=10)
+
+
+def test_the_lease_loop_renews_every_call_of_a_process_page_by_page(sim: Sim, make_runtime: Any) -> None:
+    runtime = make_runtime()
+    store = runtime.store
+    call_ids = [f"many:c{n}:1" for n in range(3 * 50 + 7)]  # more than three pages
+    for call_id in call_ids:
+        store.claim(call_id, {"owner": runtime.worker_id})
+    runtime.active.update(dict.fromkeys(call_ids))  # only their ids matter to the renewal
+    before = {call_id: store.redis.zscore(INFLIGHT, call_id) for call_id in call_ids}
+    gevent.sleep(0.05)
+    runtime.renew_leases()
+    renewed = [c for c in call_ids if store.redis.zscore(INFLIGHT, c) > before[c]]
+    assert renewed == call_ids
+    runtime.active.clear()
