@@ -74,7 +74,7 @@ died in between. Earlier fixes (2026-11-24): blocking Redis pools (redis-py's de
 connections" under 500 greenlets); job meta rides in the record's own write; agent on-call/release are one
 script each; each worker subscribes only to its own calls' events (ESL filter on `dialer_worker`); hold music
 no longer delays the agent originate. Holding 1,000 calls: the reaper reads agents pipelined, and the RQ
-heartbeat of all running jobs goes in pipelines of 100 with a yield between (one pipeline held up every call
+heartbeat of all running jobs goes in pipelines with a yield between (one pipeline held up every call
 for ~0.1 s). Latency: the cyclic GC's full passes took 55-180 ms holding 2,000 calls; start-up objects are
 frozen out of its sight and young passes run every 10,000 allocations; the answer is written with the agent's
 leg and the bridge goes before its records. Tried and not kept: a group commit of all calls' record writes per
@@ -110,7 +110,17 @@ and one worker holds 3,000 calls with p99 under 10 ms (38 ms before). p99 of the
 same at 100 to 3,000 held (4.7-6.8 ms over 1,000 probe calls each): it follows the hops a call makes through
 four processes on two cores, not the calls held. Tried and not kept: timing commands from when the
 simulator read them rather than ran them (no change), the worker's reader yielding after each read (none),
-the simulator's young passes at CPython's default 700 (82 short passes and an 11 ms full one per probe)."""
+the simulator's young passes at CPython's default 700 (82 short passes and an 11 ms full one per probe). On
+2026-12-04 (a slower machine: the loop of 10 million additions 0.67 s against 0.56-0.59), each greenlet's run in
+the worker traced against the simulator's record at 1,000 held: the worst probe calls waited on the periodic
+loops. Renewing the leases of 1,000 calls, one script, held Redis (and every call's agent reservation behind it)
+11 ms; a heartbeat pipeline of 100 jobs took 3-5 ms of the worker's CPU; the orphaned-agent scan was one script
+over every agent. They now go a page at a time (50 calls, 20 jobs, SSCAN pages of 100 agents) with a yield between:
+p99 of the dialer's part at 1,000 held, three probes of 1,000 calls each, 6.39, 6.92, 6.87 -> 6.33, 6.04, 6.26 ms
+(back to back on that machine). What is left is not load: at 10 probe calls a second p99 is as at 50 (6.5 ms).
+The slow calls wait behind other calls' runs of 0.7-0.9 ms of CPU that do not yield (RQ taking a job, the job up
+to its originate, RQ's success bookkeeping, a call's final record): Redis answers before the worker reads, so
+several round trips make one run."""
 
 
 @dataclass(frozen=True)
