@@ -8,7 +8,7 @@ import pkgutil
 import sys
 from pathlib import Path
 
-from bench.report import Section, write
+from bench.report import Section, loop_seconds, write
 
 
 def available() -> list[str]:
@@ -29,7 +29,10 @@ def main() -> int:
     sections: list[Section] = []
     for name in names:
         module = importlib.import_module(f"bench.bench_{name}")
+        before = None if args.smoke else loop_seconds()
         section: Section = module.run(smoke=args.smoke)
+        if before is not None:
+            section.speed = (before, loop_seconds())
         print(f"\n## {section.title}\n\n{section.text()}\n", flush=True)
         sections.append(section)
     if not args.smoke:

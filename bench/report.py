@@ -61,6 +61,7 @@ class Section:
     title: str
     body: str  # markdown: tables and a few sentences on what the figures mean
     summary: list[Row] = field(default_factory=list)
+    speed: tuple[float, float] | None = None  # ``loop_seconds()`` before and after the run
 
     def text(self) -> str:
         """The body, then the headline figures with their ratios and targets."""
@@ -81,6 +82,15 @@ def machine() -> str:
         pass
     system = f"{platform.system()} {platform.release()}"
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {system}"
+
+
+def loop_seconds(additions: int = 10_000_000) -> float:
+    """This machine's speed now: its time for a pure-Python loop of additions. It is shared, and its speed
+    varies by up to 2x between hours, which moves every figure here with it."""
+    started, total = time.perf_counter(), 0
+    for n in range(additions):
+        total += n
+    return time.perf_counter() - started
 
 
 def table(headers: list[str], rows: list[list[object]]) -> str:
@@ -105,9 +115,14 @@ def git_revision() -> str:
 def render(section: Section) -> str:
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     rows = json.dumps([asdict(row) for row in section.summary]).replace("--", "-\\u002d")  # never ends the comment
+    speed = ""
+    if section.speed is not None:
+        before, after = section.speed
+        speed = f" Speed: a loop of 10 million additions took {before:.2f} s before the run and {after:.2f} s after."
     return (
         f"<!-- bench:{section.name} -->\n## {section.title}\n\n"
-        f"Machine: {machine()}. Command: `python -m bench {section.name}`. Date: {stamp}, commit {git_revision()}.\n\n"
+        f"Machine: {machine()}. Command: `python -m bench {section.name}`. Date: {stamp}, commit {git_revision()}."
+        f"{speed}\n\n"
         f"{section.text()}\n<!-- summary: {rows} -->\n<!-- /bench:{section.name} -->\n"
     )
 

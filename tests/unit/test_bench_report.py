@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from bench.report import Row, Section, write
+from bench.report import Row, Section, loop_seconds, write
 
 
 def section(name: str, figure: str, met: bool | None) -> Section:
@@ -39,3 +39,16 @@ def test_a_block_written_before_rows_were_kept_is_named_as_missing(tmp_path: Pat
     assert "Not summarised (blocks written before benchmarks kept their rows): old." in text
     assert "| alpha | alpha rate | 10/s |" in text
     assert "Figures." in text
+
+
+def test_a_block_says_how_fast_the_machine_ran_when_that_was_measured(tmp_path: Path) -> None:
+    report = tmp_path / "BENCHMARKS.md"
+    timed = section("alpha", "10/s", True)
+    timed.speed = (0.58, 1.21)
+    write([timed, section("beta", "3 s", None)], report)
+    text = report.read_text()
+    alpha = text[text.index("<!-- bench:alpha -->") : text.index("<!-- /bench:alpha -->")]
+    beta = text[text.index("<!-- bench:beta -->") : text.index("<!-- /bench:beta -->")]
+    assert "Speed: a loop of 10 million additions took 0.58 s before the run and 1.21 s after." in alpha
+    assert "Speed:" not in beta
+    assert loop_seconds(1000) > 0
