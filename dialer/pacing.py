@@ -507,8 +507,8 @@ class Pacer:
         """The gateway to try next: the first untried healthy one, else the first untried one."""
         done = set(tried)
         untried = [g for g in gateways if g not in done]
-        if not untried:
-            return None
+        if len(untried) < 2:  # nothing to choose between: no need to ask Redis which are backed off
+            return untried[0] if untried else None
         down = self.backed_off(untried)
         return next((g for g in untried if g not in down), untried[0])
 

@@ -24,6 +24,7 @@ from dialer.pacing import (
     calls_key,
     cps_key,
 )
+from tests.counting import CountingConnection, counting_client
 
 from .windows import achieved_rate, max_in_any_window
 
@@ -374,6 +375,21 @@ def test_a_gateway_that_keeps_failing_is_backed_off_and_skipped_while_another_re
     assert pacer.next_gateway(["pstn", "pstn2"], tried=["pstn2"]) == "pstn"  # only backed-off ones left: try
     assert pacer.next_gateway(["pstn"]) == "pstn"
     assert pacer.next_gateway(["pstn", "pstn2"], tried=["pstn", "pstn2"]) is None
+
+
+def test_a_call_with_one_gateway_left_asks_redis_nothing_about_gateway_health(
+    redis_client: redis.Redis, clock: FakeClock
+) -> None:
+    counted = counting_client(redis_client)
+    pacer = fake_pacer(counted, clock, failure_threshold=1)
+    assert pacer.record_failure("pstn", "c1") is True
+    CountingConnection.sent = 0
+    assert pacer.next_gateway(["pstn"]) == "pstn"  # backed off, but the only one: dialled all the same
+    assert pacer.next_gateway(["pstn", "pstn2"], tried=["pstn2"]) == "pstn"
+    assert pacer.next_gateway(["pstn"], tried=["pstn"]) is None
+    assert CountingConnection.sent == 0
+    assert pacer.next_gateway(["pstn", "pstn2"]) == "pstn2"  # a choice to make: one round trip
+    assert CountingConnection.sent == 1
 
 
 def test_back_off_ends_after_the_cool_down(redis_client: redis.Redis, clock: FakeClock) -> None:
