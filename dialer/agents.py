@@ -14,7 +14,8 @@ An agent's state, and what moves it (the calls move it between ``reserved`` and 
     wrap-up     after a conversation, for ``DIALER_WRAP_UP_SECONDS``; then available
 
 Registration comes from FreeSWITCH (``sofia::register`` / ``unregister`` / ``expire`` events, followed by
-every worker, and ``sofia_contact`` before a call): an unregistered agent is never offered a call.
+every worker, ``sofia_contact`` before a progressive or preview call, and a ``USER_NOT_REGISTERED`` refusal of
+the agent's originate): an agent known to be unregistered is never offered a call, and the switch rings none.
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
     claim the attempt in Redis (deterministic origination uuid)     -- never dial twice
     bgapi originate {origination_uuid=...}sofia/gateway/<gw>/<number> &park()
     follow the customer leg: trying, ringing (180), early media (183), answered (200)
-    on answer: hold music, reserve an agent, check it is registered, originate the agent leg,
-               uuid_bridge when the agent answers; next agent on no answer; abandon when no agent
-               is found within the window
+    on answer: hold music, reserve an agent (progressive, preview: reserved before the call),
+               originate the agent leg, uuid_bridge when the agent answers; next agent on no answer
+               or an unregistered phone; abandon when no agent is found within the window
     on any hangup: hang up the other leg, release the agent into wrap-up, write the final record
 
 Every wait is bounded; every exit path (exceptions and worker shutdown included) runs ``_cleanup``.
@@ -127,7 +127,8 @@ class CallSession:
         self.agent: str | None = reserved_agent
         self.agent_uuid: str | None = None
         self.agent_answered = False
-        self.agent_tries = 0
+        self.agent_tries = 0  # agents rung (a phone not registered rang nobody: not a try)
+        self.agent_legs = 0  # agent originates sent: each leg gets a uuid of its own
         self.agent_deadline: float | None = None  # until when we look for a free agent
         self.agent_ring_deadline = 0.0  # until when the agent we rang may answer
         # Where progress is shown besides the record (the RQ job's meta): given the new fields, the hash
@@ -521,38 +522,42 @@ class CallSession:
     # ------------------------------------------------------------------ agent leg
 
     def _connect_agent(self) -> None:
-        """Ring the agent reserved before dialling (progressive, preview), or reserve the next free,
-        registered agent and ring it. No free agent: try again on the next loop turn, until ``agent_deadline``."""
+        """Ring the agent reserved before dialling (progressive, preview), or reserve the next free agent and
+        ring it. No free agent: try again on the next loop turn, until ``agent_deadline``.
+
+        The customer is on the line, so no ``sofia_contact`` first: the originate of ``user/<id>`` is the same
+        question put to the same authority (FreeSWITCH looks the user up and, unregistered, refuses with
+        USER_NOT_REGISTERED before any channel exists: nothing rings), one round trip shorter when the phone
+        is there. ``_agent_failed`` then takes the agent out, as the check would have, and rings the next."""
         if self.agent is not None and self.agent_uuid is None:
             self._ring_agent(self.agent)
         while self.agent is None and self.agent_tries < self.options.max_agent_tries:
             agent = self.store.reserve_agent(self.spec.agent_group, self.call_id, dialing_key(self.spec.campaign))
             if agent is None:
                 return
-            try:
-                contact = self._api(dialstring.sofia_contact(agent, self.options.agent_domain))
-            except UnsafeValueError as exc:  # an id no interface accepts (Redis written by other code): never rung
-                contact = f"error/{exc}"
-            if contact is None or contact.startswith("error/"):
-                self._log("agent not registered; skipped", agent=agent, contact=contact)
-                self._note("agent_not_registered", agent=agent)
-                self.store.release_agent(agent, self.call_id, unregistered=True)
-                continue
             self._ring_agent(agent)
 
     def _ring_agent(self, agent: str) -> None:
         """Originate the agent's leg; a failure to send it releases the agent (the search goes on)."""
-        self.agent_tries += 1
-        self.agent, self.agent_answered = agent, False
-        self.agent_uuid = leg_uuid(self.call_id, f"agent-{self.agent_tries}")
-        self.switch.route(self.agent_uuid, self.queue)
+        agent_uuid = leg_uuid(self.call_id, f"agent-{self.agent_legs + 1}")
         variables = {
-            "origination_uuid": self.agent_uuid,
+            "origination_uuid": agent_uuid,
             "originate_timeout": str(self.options.agent_ring_timeout),
             "origination_caller_id_number": self.spec.number,
             "dialer_worker": self.options.worker_id,
         }
-        command = dialstring.originate(dialstring.User(agent, self.options.agent_domain), variables=variables)
+        try:
+            command = dialstring.originate(dialstring.User(agent, self.options.agent_domain), variables=variables)
+        except UnsafeValueError as exc:  # an id no interface accepts (Redis written by other code): never rung
+            self._log("agent id refused; skipped", agent=agent, error=str(exc))
+            self._note("agent_not_registered", agent=agent)
+            self.store.release_agent(agent, self.call_id, unregistered=True)
+            self.agent = None
+            return
+        self.agent_tries += 1
+        self.agent_legs += 1
+        self.agent, self.agent_answered, self.agent_uuid = agent, False, agent_uuid
+        self.switch.route(agent_uuid, self.queue)
         try:
             job = self.switch.bgapi(command, timeout=self.options.command_timeout)
         except ESLError as exc:
@@ -585,10 +590,15 @@ class CallSession:
                 self.agent_deadline = time.monotonic() + self.options.agent_wait
 
     def _agent_failed(self, cause: str) -> None:
-        self._log("agent did not answer", agent=self.agent, cause=cause)
-        self._note("agent_no_answer", agent=self.agent or "", cause=cause)
-        unregistered = cause == "USER_NOT_REGISTERED"  # the phone went away: not the agent's miss
-        self._release_agent(missed=not unregistered, unregistered=unregistered)
+        if cause == "USER_NOT_REGISTERED":  # no phone to ring: not the agent's miss, nor one of the call's tries
+            self._log("agent not registered; skipped", agent=self.agent, cause=cause)
+            self._note("agent_not_registered", agent=self.agent or "")
+            self.agent_tries -= 1
+            self._release_agent(missed=False, unregistered=True)
+        else:
+            self._log("agent did not answer", agent=self.agent, cause=cause)
+            self._note("agent_no_answer", agent=self.agent or "", cause=cause)
+            self._release_agent(missed=True)
         self.agent_deadline = time.monotonic() + self.options.agent_wait  # look for the next one
 
     def _release_agent(self, *, missed: bool, unregistered: bool = False) -> None:

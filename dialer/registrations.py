@@ -8,9 +8,9 @@ again is harmless.
 
 Events can be missed (no worker was connected when the phone registered), and a phone that registers
 again while marked unregistered would then stay out for good: so agents marked unregistered but
-otherwise ready are asked about with ``sofia_contact`` every ``recheck_seconds``. Before any call the
-dialer asks ``sofia_contact`` anyway (``CallSession``, ``Runtime``), so a registration that lapsed
-without an event is caught there.
+otherwise ready are asked about with ``sofia_contact`` every ``recheck_seconds``. A registration that
+lapsed without an event is caught at the next call: ``sofia_contact`` before a progressive or preview call
+(``Runtime``), the switch's USER_NOT_REGISTERED refusal of an answered customer's agent leg (``CallSession``).
 """
 
 from __future__ import annotations

@@ -179,15 +179,39 @@ def test_agent_who_does_not_answer_is_skipped_for_the_next(sim: Sim, make_runtim
     assert [o["number"] for o in agent_legs] == ["1003", "1001"]
 
 
-def test_unregistered_agent_is_never_dialled(sim: Sim, make_runtime: Any) -> None:
+def test_unregistered_agents_are_never_rung_nor_count_as_tries(sim: Sim, make_runtime: Any) -> None:
+    """An answered customer's agent is rung without asking ``sofia_contact`` first: the switch refuses
+    ``user/<id>`` for a phone that is not registered before any channel exists. Nothing rings; the agent
+    leaves the available set (not a missed call), and the call goes on to the next agent: three refusals
+    do not use up the call's three tries."""
+    absent = ["1004", "1005", "1006"]
+    agents = [{"id": agent, "answer_ms": 50, "registered": False} for agent in absent]
+    sim.scenario(agents=[*agents, {"id": "1001", "answer_ms": 50, "talk_ms": 200}])
+    runtime = make_runtime(agent_wait_seconds=3.0)
+    for agent in [*absent, "1001"]:  # offered in this order: the longest idle first
+        ready_agents(runtime.store, agent)
+        gevent.sleep(0.01)
+    record = runtime.place(spec("c-unreg"))
+    assert record["outcome"] == "completed"
+    assert record["agent"] == "1001"
+    legs = [(o["number"], o["placed"]) for o in sim.originates() if o["endpoint"].startswith("user/")]
+    assert legs == [("1004", False), ("1005", False), ("1006", False), ("1001", True)]
+    log = [entry for entry in runtime.store.call_log("e2e:c-unreg:1") if entry["event"] == "agent_not_registered"]
+    assert [entry["agent"] for entry in log] == absent
+    for agent in absent:  # still logged in and ready, but out of the available set until its phone registers
+        assert runtime.store.agent(agent)["state"] == AgentState.AVAILABLE.value
+        assert runtime.store.agent(agent)["registered"] == "0"
+        assert runtime.store.agent(agent)["missed"] == "0"
+    assert runtime.store.reserve_agent("default", "probe") in (None, "1001")
+
+
+def test_an_answered_customer_with_only_unregistered_agents_is_abandoned(sim: Sim, make_runtime: Any) -> None:
     sim.scenario(agents=[{"id": "1004", "answer_ms": 50, "registered": False}])
     runtime = make_runtime(agent_wait_seconds=0.5)
     ready_agents(runtime.store, "1004")
-    record = runtime.place(spec("c-unreg"))
+    record = runtime.place(spec("c-unreg-only"))
     assert record["outcome"] == "abandoned"
-    assert not [o for o in sim.originates() if o["endpoint"].startswith("user/")]
-    # still logged in and ready, but out of the available set until its phone registers
-    assert runtime.store.agent("1004")["state"] == AgentState.AVAILABLE.value
+    assert [o["placed"] for o in sim.originates() if o["endpoint"].startswith("user/")] == [False]
     assert runtime.store.agent("1004")["registered"] == "0"
     assert runtime.store.reserve_agent("default", "probe") is None
 
