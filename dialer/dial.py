@@ -149,6 +149,7 @@ class CallSession:
         # record writes held back (see ``_write``): the record's fields, then its log entries and what rides along
         self.held_fields: dict[str, str] = {}
         self.held: list[Write] = []
+        self.writing: gevent.Greenlet | None = None  # a write sent in the background (``_flush``)
 
     # ------------------------------------------------------------------ logging and records
 
@@ -173,22 +174,36 @@ class CallSession:
         also: list[Write] | None = None,
         *,
         hold: bool = False,
+        background: bool = False,
     ) -> None:
         """Update the record. ``hold``: later, with the next write not held, or once the call has handled the
         events it has (``_follow`` flushes before it waits), or with the final record: what a call does in
         response to one burst of events is one round trip. A worker killed meanwhile loses what it would have
-        lost had it died a moment earlier, before those events: its adopter asks the switch."""
+        lost had it died a moment earlier, before those events: its adopter asks the switch. ``background``:
+        sent now, but the call goes on without waiting for it (the next write waits)."""
         self.held_fields.update(fields)
         if note:
             self.held.append(call_log_entry(self.call_id, note))
         self.held += also or []
         if not hold:
-            self._flush()
+            self._flush(background=background)
 
-    def _flush(self) -> None:
+    def _flush(self, *, background: bool = False) -> None:
         if self.held_fields or self.held:
+            self._written()
             fields, writes = self._take_held()
-            self.store.update(self.call_id, fields, also=writes)
+            if background:
+                self.writing = gevent.spawn(self.store.update, self.call_id, fields, also=writes)
+            else:
+                self.store.update(self.call_id, fields, also=writes)
+
+    def _written(self) -> None:
+        """Wait for the write sent in the background (bounded by Redis' socket timeout; its error is raised
+        here, once): a call's writes, and those of the agent it holds, land in the order they were made."""
+        if self.writing is not None:
+            self.writing.join()  # interrupted (shutdown): still pending, waited for by the next write
+            writing, self.writing = self.writing, None
+            writing.get()
 
     def _take_held(self) -> tuple[dict[str, str], list[Write]]:
         held = self.held_fields, self.held
@@ -197,7 +212,8 @@ class CallSession:
 
     def _move(self, trigger: Trigger, **fields: str) -> None:
         """Apply a trigger; record the transition, or that it did not fit, in the call's log. Held (see
-        ``_write``), except the agent's leg: an adopter must know it to hang it up."""
+        ``_write``), except the agent's leg: an adopter must know it to hang it up. That one is written in the
+        background, so that an agent who answers at once is bridged without waiting for it."""
         target = next_state(self.state, trigger)
         if target is None:
             self._write({}, {"event": trigger.value, "state": self.state.value, "fit": "no"}, hold=True)
@@ -212,7 +228,8 @@ class CallSession:
         if trigger is Trigger.AGENT_DIALLED and self.agent is not None:  # what supervisors see; the lease decides
             also.append((agent_key(self.agent), "state", AgentState.RINGING.value))
         note = {"event": trigger.value, "state": target.value, "at": at}
-        self._write(record, note, also, hold=trigger is not Trigger.AGENT_DIALLED)
+        dialled = trigger is Trigger.AGENT_DIALLED
+        self._write(record, note, also, hold=not dialled, background=dialled)
         self._log("call state", logging.DEBUG, trigger=trigger.value)
 
     def _webhook(self, kind: str, record: dict[str, str], data: dict[str, str]) -> list[Write]:
@@ -604,6 +621,7 @@ class CallSession:
     def _release_agent(self, *, missed: bool, unregistered: bool = False) -> None:
         if self.agent is None:
             return
+        self._written()  # it may set the agent's state (RINGING): the release must come after it
         wrap_up = self.options.wrap_up if self.agent_answered else 0.0  # wrap-up only after a conversation
         self.store.release_agent(self.agent, self.call_id, wrap_up=wrap_up, missed=missed, unregistered=unregistered)
         self.agent = None
@@ -736,6 +754,7 @@ class CallSession:
         reported = {name: value for name, value in final.items() if name not in ("state", "ended_at")}
         also += self._webhook("call.ended", final, reported)
         self._write(final, note, also, hold=True)  # with what is still held, in one round trip
+        self._written()
         fields, writes = self._take_held()
         self.final = self.store.finish(self.call_id, fields, None, also=writes)
         metrics.call_ended(self.final)

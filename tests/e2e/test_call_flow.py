@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import time
 from collections import Counter
 from dataclasses import replace
 from typing import Any
@@ -203,6 +204,53 @@ def test_unregistered_agents_are_never_rung_nor_count_as_tries(sim: Sim, make_ru
         assert runtime.store.agent(agent)["registered"] == "0"
         assert runtime.store.agent(agent)["missed"] == "0"
     assert runtime.store.reserve_agent("default", "probe") in (None, "1001")
+
+
+def slow_agent_leg_writes(runtime: Runtime, seconds: float) -> list[tuple[float, dict[str, str]]]:
+    """Make the write of each agent's leg take ``seconds`` longer; returns the writes as they land."""
+    update, landed = runtime.store.update, []
+
+    def slow(call_id: str, fields: Any, note: Any = None, also: Any = ()) -> None:
+        if "agent_uuid" in fields:
+            gevent.sleep(seconds)
+        update(call_id, fields, note, also)
+        landed.append((time.time(), dict(fields)))
+
+    runtime.store.update = slow  # type: ignore[method-assign]
+    return landed
+
+
+def test_an_agent_who_answers_at_once_is_bridged_without_waiting_for_the_record_of_its_leg(
+    sim: Sim, make_runtime: Any
+) -> None:
+    """The agent's leg is written as soon as it is dialled (an adopter must know it) but in the background:
+    the bridge does not wait for that write, and the call's later writes still land after it."""
+    sim.scenario(agents=[{"id": "1001", "answer_ms": 0, "talk_ms": 200}])
+    runtime = make_runtime()
+    ready_agents(runtime.store, "1001")
+    landed = slow_agent_leg_writes(runtime, 0.5)
+    record = runtime.place(spec("c-leg"))
+    assert record["outcome"] == "completed"
+    (agent_leg,) = [o for o in sim.originates() if o["endpoint"] == "user/1001"]
+    assert record["agent_uuid"] == agent_leg["uuid"]
+    (leg_landed,) = [at for at, fields in landed if "agent_uuid" in fields]
+    assert agent_leg["bridge_requested_at"] < leg_landed - 0.3  # bridged while the write was under way
+    after = [fields for at, fields in landed if at > leg_landed]
+    assert any("agent_answered_at" in fields for fields in after)  # the agent's answer was written after it
+
+
+def test_an_agent_refused_while_its_leg_is_being_written_is_released_after_that_write(
+    sim: Sim, make_runtime: Any
+) -> None:
+    """The leg's write marks the agent RINGING; a refusal that comes back before the write has landed must
+    not be overtaken by it, or the agent would stay RINGING, never to be offered a call again."""
+    sim.scenario(agents=[{"id": "1004", "answer_ms": 50, "registered": False}])
+    runtime = make_runtime(agent_wait_seconds=0.5)
+    ready_agents(runtime.store, "1004")
+    slow_agent_leg_writes(runtime, 0.3)
+    assert runtime.place(spec("c-refused"))["outcome"] == "abandoned"
+    agent = runtime.store.agent("1004")
+    assert (agent["state"], agent["registered"]) == (AgentState.AVAILABLE.value, "0")
 
 
 def test_an_answered_customer_with_only_unregistered_agents_is_abandoned(sim: Sim, make_runtime: Any) -> None:
