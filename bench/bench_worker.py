@@ -120,7 +120,22 @@ p99 of the dialer's part at 1,000 held, three probes of 1,000 calls each, 6.39, 
 (back to back on that machine). What is left is not load: at 10 probe calls a second p99 is as at 50 (6.5 ms).
 The slow calls wait behind other calls' runs of 0.7-0.9 ms of CPU that do not yield (RQ taking a job, the job up
 to its originate, RQ's success bookkeeping, a call's final record): Redis answers before the worker reads, so
-several round trips make one run."""
+several round trips make one run. On 2026-12-04 evening (the loop of 10 million additions at a module's top
+level, as the figures above were taken, 0.61-0.64 s; in a function, as each block's speed line has it, 0.28 s),
+each hop of a probe call timed inside the worker against the simulator's record at 1,000 held (p50 / p99 ms):
+the `sofia_contact` asked before each agent leg 0.37 / 1.44, the agent's reservation 0.33 / 1.32; p99 of the
+dialer's part 5.96. That question is now put by the agent's originate itself (the switch refuses to ring an
+unregistered `user/<id>`, with no channel, and the dialer then takes the agent out and rings the next), and a
+call with one gateway no longer asks Redis about gateway health (14.3 Redis round trips per call). p99 of the
+dialer's part over probes of 1,000 calls, back to back: 5.11, 5.87, 6.09 ms before, 4.56, 5.37, 7.27 after; in a
+quieter hour after, 4.00, 4.58, 4.80, 4.79. Tried and not kept: RQ's bookkeeping waiting for an idle event loop
+before each of its commands (p99 3.86-4.48 ms, but 10 % fewer calls/s and 0.4 ms more CPU per call), before it
+takes or finishes a job only (no change), and hold music sent after the agent's originate (answer -> agent
+originate 0.1 ms shorter at p50, agent answer -> uuid_bridge as much longer: an agent who answers at once then
+waits for it). Agents here answer at once, while the call was still writing the agent's leg to Redis (agent
+answer -> taken by its call 0.57 ms at p50, 0.17 with agents who take 20 ms): that write now goes in the
+background (the call's next write waits for it), and the bridge does not wait: 0.16 ms at p50, p50 / p99 of the
+dialer's part 1.81 / 3.87 ms in one traced probe; over six probes 1.89-2.12 / 4.19-5.06 ms."""
 
 
 @dataclass(frozen=True)
@@ -234,7 +249,7 @@ def floor_cpu_us(traffic: bytes, repeat: int = 2000) -> tuple[float, int, int]:
     customer, agent = leg_uuid("floor:c1:1"), leg_uuid("floor:c1:1", "agent-1")
     reply = b"Content-Type: api/response\nContent-Length: 3\n\n+OK"
     bg_reply = b"Content-Type: command/reply\nReply-Text: +OK Job-UUID: 2f7d0b3a-6f5e-4c1e-9d2a-3b4c5d6e7f80\n\n"
-    replies = bg_reply * 2 + reply * 4
+    replies = bg_reply * 2 + reply * 3
     start = time.process_time()
     for _ in range(repeat):
         parser = FrameParser()
@@ -247,7 +262,6 @@ def floor_cpu_us(traffic: bytes, repeat: int = 2000) -> tuple[float, int, int]:
                      "origination_caller_id_number": "+15550001111", "dialer_worker": "w1"}  # fmt: skip
         commands.bgapi(dialstring.originate(dialstring.Gateway("pstn", "+15550000001"), variables=variables), customer)
         commands.api(dialstring.uuid_broadcast(customer, "local_stream://moh", "aleg"))
-        commands.api(dialstring.sofia_contact("t00001"))
         variables = {"origination_uuid": agent, "originate_timeout": "15",
                      "origination_caller_id_number": "+15550000001", "dialer_worker": "w1"}  # fmt: skip
         commands.bgapi(dialstring.originate(dialstring.User("t00001"), variables=variables), agent)
@@ -663,7 +677,7 @@ def section(
         f"Answer-to-bridge, from the simulator's record, one worker holding calls whose agents never hang up; "
         f"at each level {sizes.probe} probe calls at {sizes.probe_rate:.0f}/s (agents hang up after {TALK_MS} ms). "
         "*concurrent* = simulator channels / 2 during the probe. The dialer reacts to the customer's "
-        "CHANNEL_ANSWER by originating the agent (after hold music, agent reservation and `sofia_contact`), "
+        "CHANNEL_ANSWER by originating the agent (after hold music and the agent's reservation), "
         "and to the agent's CHANNEL_ANSWER with `uuid_bridge`: per call, those two reactions added up are *the "
         "dialer's part* of answer -> uuid_bridge (the targets are on it); *end to end* also holds the switch "
         "setting up the agent's leg and the agent answering it, here the simulator with an agent who answers at "
@@ -674,7 +688,7 @@ def section(
         f"Most calls held by one process with p99 of the dialer's part of answer -> uuid_bridge under 10 ms: "
         f"{most_held(levels)}.",
         f"Floor: one call's ESL traffic as a worker receives it ({floor_events} events, {floor_bytes:,} bytes, "
-        f"plain) parsed with FrameParser + parse_event, plus its 6 commands serialised and their replies parsed: "
+        f"plain) parsed with FrameParser + parse_event, plus its 5 commands serialised and their replies parsed: "
         f"**{floor_us:.0f} µs** CPU.",
     ]
     parts.append(PROFILE)
