@@ -517,7 +517,8 @@ def latency(rig: Rig, sizes: Sizes) -> list[Level]:
             log(f"bench worker: {level} held: p99 of the dialer's part {percentile(dialer, 0.99):.2f} ms, "
                 f"RSS {rss:.0f} MB")  # fmt: skip
         control.api("hupall NORMAL_CLEARING")
-        wait_for(lambda: not Store(rig.redis).in_flight(), 60, "held calls to end", 0.2)
+        # every held call ends at once: their hangups and final records take the worker a while (16,000: ~70 s)
+        wait_for(lambda: not Store(rig.redis).in_flight(), 60 + held / 50, "held calls to end", 0.5)
     finally:
         rig.stop(worker)
     return levels
