@@ -243,24 +243,16 @@ def test_an_agent_refused_while_its_leg_is_being_written_is_released_after_that_
     sim: Sim, make_runtime: Any
 ) -> None:
     """The leg's write marks the agent RINGING; a refusal that comes back before the write has landed must
-    not be overtaken by it, or the agent would stay RINGING, never to be offered a call again."""
+    not be overtaken by it, or the agent would stay RINGING, never to be offered a call again. With no other
+    agent, the answered customer is abandoned."""
     sim.scenario(agents=[{"id": "1004", "answer_ms": 50, "registered": False}])
     runtime = make_runtime(agent_wait_seconds=0.5)
     ready_agents(runtime.store, "1004")
     slow_agent_leg_writes(runtime, 0.3)
     assert runtime.place(spec("c-refused"))["outcome"] == "abandoned"
+    assert [o["placed"] for o in sim.originates() if o["endpoint"].startswith("user/")] == [False]
     agent = runtime.store.agent("1004")
     assert (agent["state"], agent["registered"]) == (AgentState.AVAILABLE.value, "0")
-
-
-def test_an_answered_customer_with_only_unregistered_agents_is_abandoned(sim: Sim, make_runtime: Any) -> None:
-    sim.scenario(agents=[{"id": "1004", "answer_ms": 50, "registered": False}])
-    runtime = make_runtime(agent_wait_seconds=0.5)
-    ready_agents(runtime.store, "1004")
-    record = runtime.place(spec("c-unreg-only"))
-    assert record["outcome"] == "abandoned"
-    assert [o["placed"] for o in sim.originates() if o["endpoint"].startswith("user/")] == [False]
-    assert runtime.store.agent("1004")["registered"] == "0"
     assert runtime.store.reserve_agent("default", "probe") is None
 
 
