@@ -545,13 +545,10 @@ def bridge_ms(records: list[dict[str, Any]]) -> list[float]:
     return [r["answer_to_bridge_ms"] for r in records if r.get("answer_to_bridge_ms") is not None]
 
 
-def most_held(levels: list[Level]) -> Level | None:
-    """The level with the most calls held while p99 of the dialer's part stayed under 10 ms."""
-    return max((lv for lv in levels if percentile(lv.dialer_part, 0.99) < 10), key=lambda lv: lv.held, default=None)
-
-
-def most_held_text(levels: list[Level]) -> str:
-    most = most_held(levels)
+def most_held(levels: list[Level]) -> str:
+    """The level with the most calls held while p99 of the dialer's part stayed under 10 ms, and its RSS."""
+    under = [lv for lv in levels if percentile(lv.dialer_part, 0.99) < 10]
+    most = max(under, key=lambda lv: lv.held, default=None)
     if most is None:
         return "none of the levels tried"
     tail = " (the largest level tried)" if most is levels[-1] else ""
@@ -586,7 +583,7 @@ def targets(
     if at_2000 is not None:
         rows.append(Row("worker RSS holding 2,000 calls", f"{at_2000.rss_mb:.0f} MB", "-", "-", "< 250 MB",
                         at_2000.rss_mb < 250))  # fmt: skip
-    rows.append(Row("most calls held by one process, p99 of the dialer's part under 10 ms", most_held_text(levels),
+    rows.append(Row("most calls held by one process, p99 of the dialer's part under 10 ms", most_held(levels),
                     "-", "-", "-", None))  # fmt: skip
     return rows
 
@@ -695,7 +692,7 @@ def section(
         "Scale in one process:",
         table(SCALE_COLUMNS, scale_rows),
         f"Most calls held by one process with p99 of the dialer's part of answer -> uuid_bridge under 10 ms: "
-        f"{most_held_text(levels)}.",
+        f"{most_held(levels)}.",
         f"Floor: one call's ESL traffic as a worker receives it ({floor_events} events, {floor_bytes:,} bytes, "
         f"plain) parsed with FrameParser + parse_event, plus its 5 commands serialised and their replies parsed: "
         f"**{floor_us:.0f} µs** CPU.",
